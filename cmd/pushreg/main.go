@@ -1,0 +1,200 @@
+// Command pushreg serves the push-notification device registry.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/pushreg/pushreg/handlers"
+	"github.com/pushreg/pushreg/registry"
+	"github.com/pushreg/pushreg/registry/embedded"
+	"github.com/pushreg/pushreg/registry/mongodb"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "pushreg:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts the service and blocks until ctx is cancelled, then shuts down
+// in order: stop accepting, drain requests, stop background work, close the
+// store.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "serve" {
+		args = args[1:]
+	}
+	cfg, err := loadConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.LogFormat, cfg.LogLevel, stdout)
+
+	mongoURI := cfg.MongoURI
+	if mongoURI == "" {
+		srv, err := embedded.Start(ctx, embedded.Config{Dir: cfg.DataDir + "/db", PostgreSQLURL: cfg.PostgresURL,
+			// FerretDB logs every connection at info; only its warnings matter here.
+			Logger: newLogger(cfg.LogFormat, max(cfg.LogLevel, slog.LevelWarn), stdout).With("component", "ferretdb")})
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		mongoURI = srv.URI()
+		log.Info("running on the embedded development store (FerretDB); set PUSHREG_MONGODB_URI to use MongoDB",
+			"data_dir", cfg.DataDir, "postgresql", cfg.PostgresURL != "")
+	}
+
+	commands := &mongodb.CommandCounter{}
+	client, err := mongodb.Connect(mongoURI, mongodb.Options{Commands: commands})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		client.Disconnect(dctx)
+	}()
+	db := client.Database(cfg.MongoDatabase)
+
+	devices := registry.New(db, registry.Config{
+		MaxDevicesPerUser: cfg.MaxDevicesPerUser,
+		StaleAfter:        cfg.TokenStaleAfter,
+	})
+
+	bg, stopBackground := context.WithCancel(context.Background())
+	defer stopBackground()
+	indexes := newIndexer(log, devices.EnsureIndexes)
+	go indexes.run(bg)
+
+	e, err := handlers.New(handlers.Config{
+		Logger: log,
+		Ready: func(ctx context.Context) error {
+			if err := devices.Ping(ctx); err != nil {
+				return err
+			}
+			return indexes.ready()
+		},
+		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
+	})
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	server := &http.Server{
+		Handler:           e,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- server.Serve(ln) }()
+	log.Info("pushreg listening", "addr", ln.Addr().String())
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "drain_timeout", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := server.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Warn("drain incomplete", "error", err)
+	}
+	stopBackground()
+	log.Info("stopped")
+	return nil
+}
+
+func newLogger(format string, level slog.Level, w io.Writer) *slog.Logger {
+	if format == "" {
+		format = "json"
+		if isTerminal(w) {
+			format = "text"
+		}
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// indexer creates the indexes in the background, retrying until the store
+// answers, so pushreg starts (and reports not ready) while MongoDB is down.
+type indexer struct {
+	log    *slog.Logger
+	ensure []func(context.Context) error
+	done   chan struct{}
+}
+
+func newIndexer(log *slog.Logger, ensure ...func(context.Context) error) *indexer {
+	return &indexer{log: log, ensure: ensure, done: make(chan struct{})}
+}
+
+func (ix *indexer) run(ctx context.Context) {
+	delay := 500 * time.Millisecond
+	for {
+		err := ix.ensureAll(ctx)
+		if err == nil {
+			close(ix.done)
+			return
+		}
+		ix.log.Warn("creating indexes failed; retrying", "error", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 10*time.Second)
+	}
+}
+
+func (ix *indexer) ensureAll(ctx context.Context) error {
+	for _, f := range ix.ensure {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := f(cctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (ix *indexer) ready() error {
+	select {
+	case <-ix.done:
+		return nil
+	default:
+		return fmt.Errorf("indexes not created yet: %w", mongodb.ErrUnavailable)
+	}
+}

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// service is a pushreg started through run, as main starts it.
+type service struct {
+	url    string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startService runs pushreg with env and waits for its "listening" line.
+func startService(t *testing.T, env map[string]string) *service {
+	t.Helper()
+	if env["PUSHREG_DATA_DIR"] == "" {
+		env["PUSHREG_DATA_DIR"] = t.TempDir()
+	}
+	env["PUSHREG_ADDR"] = "127.0.0.1:0"
+	env["PUSHREG_LOG_FORMAT"] = "json"
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &service{cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		err := run(ctx, nil, func(k string) string { return env[k] }, pw, io.Discard)
+		pw.CloseWithError(err)
+		s.done <- err
+	}()
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			var line struct{ Msg, Addr string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "pushreg listening" {
+				addr <- line.Addr
+			}
+		}
+		close(addr)
+	}()
+	select {
+	case a, ok := <-addr:
+		if !ok {
+			t.Fatalf("pushreg exited before listening: %v", <-s.done)
+		}
+		s.url = "http://" + a
+	case <-time.After(60 * time.Second):
+		t.Fatal("pushreg did not start listening within 60s")
+	}
+	t.Cleanup(func() { s.stop(t) })
+	return s
+}
+
+func (s *service) stop(t *testing.T) {
+	t.Helper()
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	s.cancel = nil
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Errorf("run returned %v, want nil after shutdown", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("pushreg did not stop within 10s of shutdown")
+	}
+}
+
+func (s *service) status(t *testing.T, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(s.url + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitStatus polls until path answers want or the deadline passes.
+func (s *service) waitStatus(t *testing.T, path string, want int) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, body := s.status(t, path)
+		if got == want {
+			return body
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s = %d %s, want %d", path, got, body, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestServiceStartsOnEmbeddedStoreAndStops(t *testing.T) {
+	s := startService(t, map[string]string{})
+	if got, body := s.status(t, "/healthz"); got != http.StatusOK {
+		t.Fatalf("/healthz = %d %s, want 200", got, body)
+	}
+	s.waitStatus(t, "/readyz", http.StatusOK)
+	s.stop(t)
+}
+
+func TestServiceRunsWithUnreachableMongoDB(t *testing.T) {
+	s := startService(t, map[string]string{"PUSHREG_MONGODB_URI": "mongodb://127.0.0.1:1/?connectTimeoutMS=200"})
+	if got, _ := s.status(t, "/healthz"); got != http.StatusOK {
+		t.Fatalf("/healthz = %d, want 200", got)
+	}
+	body := s.waitStatus(t, "/readyz", http.StatusServiceUnavailable)
+	if !strings.Contains(body, `"reason"`) {
+		t.Errorf("/readyz body %s has no reason", body)
+	}
+}
+
+func TestConfigRejectsBadValues(t *testing.T) {
+	tests := []struct {
+		env, value, wantInErr string
+	}{
+		{"PUSHREG_LOG_LEVEL", "loud", "PUSHREG_LOG_LEVEL"},
+		{"PUSHREG_LOG_FORMAT", "xml", "PUSHREG_LOG_FORMAT"},
+		{"PUSHREG_ACCESS_TTL", "fifteen", "PUSHREG_ACCESS_TTL"},
+		{"PUSHREG_SESSION_MAX_AGE", "-1h", "PUSHREG_SESSION_MAX_AGE"},
+		{"PUSHREG_FCM_VALIDATE_ON_ERROR", "maybe", "PUSHREG_FCM_VALIDATE_ON_ERROR"},
+		{"PUSHREG_STYLES", "kecak,soap", "PUSHREG_STYLES"},
+		{"PUSHREG_PUSH_CONCURRENCY", "0", "PUSHREG_PUSH_CONCURRENCY"},
+		{"PUSHREG_ALLOWED_REFERERS", "not a url", "PUSHREG_ALLOWED_REFERERS"},
+		{"PUSHREG_ADDR", "8080", "PUSHREG_ADDR"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.env, func(t *testing.T) {
+			env := map[string]string{tt.env: tt.value}
+			_, err := loadConfig(nil, func(k string) string { return env[k] }, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.wantInErr) {
+				t.Fatalf("loadConfig(%s=%q) error = %v, want one naming %s", tt.env, tt.value, err, tt.wantInErr)
+			}
+		})
+	}
+}
+
+func TestConfigFlagsOverrideEnvironment(t *testing.T) {
+	env := map[string]string{"PUSHREG_ADDR": "127.0.0.1:1", "PUSHREG_SESSION_MAX_AGE": "7d"}
+	cfg, err := loadConfig([]string{"--addr=127.0.0.1:2", "--mongodb_database", "other"},
+		func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "127.0.0.1:2" || cfg.MongoDatabase != "other" || cfg.SessionMaxAge != 7*24*time.Hour {
+		t.Errorf("got addr %q db %q max age %v, want flag values and 7d from env", cfg.Addr, cfg.MongoDatabase, cfg.SessionMaxAge)
+	}
+	if cfg.Issuer != "http://127.0.0.1:2" {
+		t.Errorf("issuer = %q, want the public URL default", cfg.Issuer)
+	}
+}

@@ -1,0 +1,123 @@
+package handlers
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pushreg/pushreg/registry"
+	"github.com/pushreg/pushreg/registry/mongodb"
+)
+
+// problem is an error as the client sees it: a status, a short title, and
+// a detail safe to show (never a secret, never a driver message).
+type problem struct {
+	Status     int
+	Title      string
+	Detail     string
+	Code       string // machine-readable reason, e.g. "invalid_grant"
+	RetryAfter int    // seconds; 0 means no Retry-After header
+}
+
+// apiError is an error a handler raises itself with an exact answer.
+type apiError struct{ p problem }
+
+func (e *apiError) Error() string { return e.p.Title + ": " + e.p.Detail }
+
+func errorf(status int, code, detail string) error {
+	return &apiError{p: problem{Status: status, Title: http.StatusText(status), Detail: detail, Code: code}}
+}
+
+// classification maps domain errors to answers, most specific first.
+type classification struct {
+	target error
+	p      problem
+}
+
+var classifications = []classification{
+	{registry.ErrNotFound, problem{Status: http.StatusNotFound, Title: "Not Found", Code: "not_found"}},
+	{registry.ErrBadCursor, problem{Status: http.StatusBadRequest, Title: "Bad Request", Code: "invalid_cursor", Detail: "the cursor is not one this server handed out"}},
+	{mongodb.ErrUnavailable, problem{Status: http.StatusServiceUnavailable, Title: "Service Unavailable", Code: "store_unavailable", Detail: "the store is unavailable; retry later", RetryAfter: 1}},
+}
+
+// toProblem turns any error a handler returns into the answer to give.
+func toProblem(err error) problem {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.p
+	}
+	for _, c := range classifications {
+		if errors.Is(err, c.target) {
+			p := c.p
+			if p.Detail == "" {
+				p.Detail = err.Error()
+			}
+			return p
+		}
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		detail := http.StatusText(he.Code)
+		if m, ok := he.Message.(string); ok {
+			detail = m
+		}
+		if he.Code == http.StatusRequestEntityTooLarge {
+			detail = "the request body is larger than 1 MiB"
+		}
+		return problem{Status: he.Code, Title: http.StatusText(he.Code), Detail: detail}
+	}
+	return problem{Status: http.StatusInternalServerError, Title: "Internal Server Error", Detail: "internal error"}
+}
+
+type rendererKey struct{}
+
+// renderer writes a problem in the shape a route family uses.
+type renderer func(c echo.Context, p problem) error
+
+// renderWith makes a group's errors use its own shape.
+func renderWith(r renderer) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			c.Set("renderer", r)
+			return next(c)
+		}
+	}
+}
+
+// renderProblemJSON writes RFC 9457 application/problem+json.
+func renderProblemJSON(c echo.Context, p problem) error {
+	body := map[string]any{"type": "about:blank", "title": p.Title, "status": p.Status, "detail": p.Detail}
+	if p.Code != "" {
+		body["code"] = p.Code
+	}
+	c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+	return c.JSON(p.Status, body)
+}
+
+func errorHandler(base *slog.Logger) func(error, echo.Context) {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		p := toProblem(err)
+		if p.Status >= 500 {
+			// Domain errors never carry secrets; they say what failed.
+			logger(c, base).Error("request failed", "route", c.Path(), "status", p.Status, "error", err.Error())
+		}
+		if p.RetryAfter > 0 {
+			c.Response().Header().Set("Retry-After", strconv.Itoa(p.RetryAfter))
+		}
+		render, ok := c.Get("renderer").(renderer)
+		if !ok {
+			render = renderProblemJSON
+		}
+		if c.Request().Method == http.MethodHead {
+			_ = c.NoContent(p.Status)
+			return
+		}
+		_ = render(c, p)
+	}
+}

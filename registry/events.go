@@ -1,0 +1,116 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/pushreg/pushreg/registry/mongodb"
+)
+
+// EventType names something that happened to a user's sessions or devices.
+type EventType string
+
+// Event types of the audit trail.
+const (
+	EventLogin          EventType = "login"
+	EventRefresh        EventType = "refresh"
+	EventReuseDetected  EventType = "reuse_detected"
+	EventSessionRevoked EventType = "session_revoked"
+	EventTokenBound     EventType = "token_bound"
+	EventTokenMoved     EventType = "token_moved"
+	EventTokenUnbound   EventType = "token_unbound"
+	EventTokenPruned    EventType = "token_pruned"
+	EventTokenStale     EventType = "token_stale"
+	EventDeviceEvicted  EventType = "device_evicted"
+	EventDeviceDeleted  EventType = "device_deleted"
+	EventDeviceExpired  EventType = "device_expired"
+	EventAdminAction    EventType = "admin_action"
+)
+
+// Event is one entry of a user's audit trail. It never holds a secret: no
+// token, password or key, only identifiers and outcomes.
+type Event struct {
+	ID        string
+	UserID    string
+	Type      EventType
+	Actor     string
+	DeviceID  string
+	SessionID string
+	Outcome   string
+	At        time.Time
+}
+
+type eventDoc struct {
+	ID        bson.ObjectID `bson:"_id"`
+	UserID    string        `bson:"user_id"`
+	Type      EventType     `bson:"type"`
+	Actor     string        `bson:"actor,omitempty"`
+	DeviceID  string        `bson:"device_id,omitempty"`
+	SessionID string        `bson:"session_id,omitempty"`
+	Outcome   string        `bson:"outcome,omitempty"`
+	At        time.Time     `bson:"at"`
+}
+
+func eventIndexes() []mongo.IndexModel {
+	return []mongo.IndexModel{
+		{Keys: bson.D{{Key: "user_id", Value: 1}, {Key: "_id", Value: -1}}, Options: options.Index().SetName("user_newest")},
+	}
+}
+
+// Record appends an event to the user's audit trail.
+func (s *Store) Record(ctx context.Context, e Event) error {
+	if e.At.IsZero() {
+		e.At = s.now()
+	}
+	// A fresh ObjectID keeps events in insertion order for the cursor.
+	doc := eventDoc{ID: bson.NewObjectID(), UserID: e.UserID, Type: e.Type, Actor: e.Actor,
+		DeviceID: e.DeviceID, SessionID: e.SessionID, Outcome: e.Outcome, At: e.At}
+	if _, err := s.events.InsertOne(ctx, doc); err != nil {
+		return fmt.Errorf("registry: record event: %w", mongodb.Wrap(err))
+	}
+	return nil
+}
+
+// record is Record for callers whose own write already succeeded: a lost
+// audit entry must not turn a done change into a reported failure.
+func (s *Store) record(ctx context.Context, e Event) {
+	_ = s.Record(ctx, e)
+}
+
+// Events returns the user's events, newest first, after the cursor (an
+// event ID from a previous page; empty for the first page).
+func (s *Store) Events(ctx context.Context, userID, cursor string, limit int) ([]Event, string, error) {
+	filter := bson.M{"user_id": userID}
+	if cursor != "" {
+		id, err := bson.ObjectIDFromHex(cursor)
+		if err != nil {
+			return nil, "", fmt.Errorf("registry: events cursor: %w", ErrBadCursor)
+		}
+		filter["_id"] = bson.M{"$lt": id}
+	}
+	cur, err := s.events.Find(ctx, filter,
+		options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(int64(limit)+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("registry: events: %w", mongodb.Wrap(err))
+	}
+	var docs []eventDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, "", fmt.Errorf("registry: events: %w", mongodb.Wrap(err))
+	}
+	next := ""
+	if len(docs) > limit {
+		docs = docs[:limit]
+		next = docs[limit-1].ID.Hex()
+	}
+	out := make([]Event, len(docs))
+	for i, d := range docs {
+		out[i] = Event{ID: d.ID.Hex(), UserID: d.UserID, Type: d.Type, Actor: d.Actor,
+			DeviceID: d.DeviceID, SessionID: d.SessionID, Outcome: d.Outcome, At: d.At}
+	}
+	return out, next, nil
+}

@@ -1,0 +1,127 @@
+// Package mongodb opens pushreg's MongoDB connection and turns driver
+// failures into errors the rest of the service can act on.
+package mongodb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/event"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
+)
+
+// ErrUnavailable means the store could not be reached or did not answer in
+// time; the request may succeed later.
+var ErrUnavailable = errors.New("store unavailable")
+
+// ErrDuplicate means a unique index refused a write.
+var ErrDuplicate = errors.New("duplicate key")
+
+// Options tune the connection.
+type Options struct {
+	// ServerSelectionTimeout bounds how long an operation waits for a
+	// reachable server before failing with ErrUnavailable.
+	ServerSelectionTimeout time.Duration
+	// Commands, if set, counts every command sent to the server.
+	Commands *CommandCounter
+}
+
+// Connect builds a client for uri. It does not wait for the server: pushreg
+// starts while MongoDB is down and recovers when it returns.
+func Connect(uri string, o Options) (*mongo.Client, error) {
+	if o.ServerSelectionTimeout == 0 {
+		o.ServerSelectionTimeout = 2 * time.Second
+	}
+	opts := options.Client().
+		ApplyURI(uri).
+		SetServerSelectionTimeout(o.ServerSelectionTimeout).
+		SetConnectTimeout(o.ServerSelectionTimeout).
+		// Journaled majority writes: a refresh the client saw succeed
+		// survives a crash of the server or of pushreg.
+		SetWriteConcern(writeconcern.Majority()).
+		SetRetryWrites(true)
+	opts.WriteConcern.Journal = ptr(true)
+	if o.Commands != nil {
+		opts.SetMonitor(o.Commands.Monitor())
+	}
+	client, err := mongo.Connect(opts)
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: connect: %w", err)
+	}
+	return client, nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// Wrap classifies err from the driver: unreachable servers and timeouts
+// wrap ErrUnavailable, unique-index violations wrap ErrDuplicate, and
+// mongo.ErrNoDocuments is left for the caller to translate.
+func Wrap(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case mongo.IsDuplicateKeyError(err):
+		return fmt.Errorf("%w: %w", ErrDuplicate, err)
+	case mongo.IsNetworkError(err), mongo.IsTimeout(err),
+		errors.Is(err, context.DeadlineExceeded), isServerSelection(err):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+func isServerSelection(err error) bool {
+	var sse topology.ServerSelectionError
+	return errors.As(err, &sse) ||
+		errors.Is(err, mongo.ErrClientDisconnected)
+}
+
+// CommandCounter counts the commands (round trips) the driver sends.
+type CommandCounter struct {
+	started   atomic.Int64
+	failed    atomic.Int64
+	durations atomic.Int64 // nanoseconds, summed
+}
+
+// Monitor returns a command monitor that feeds the counter.
+func (c *CommandCounter) Monitor() *event.CommandMonitor {
+	return &event.CommandMonitor{
+		Started: func(context.Context, *event.CommandStartedEvent) { c.started.Add(1) },
+		Succeeded: func(_ context.Context, e *event.CommandSucceededEvent) {
+			c.durations.Add(int64(e.Duration))
+		},
+		Failed: func(_ context.Context, e *event.CommandFailedEvent) {
+			c.failed.Add(1)
+			c.durations.Add(int64(e.Duration))
+		},
+	}
+}
+
+// Started reports how many commands have been sent.
+func (c *CommandCounter) Started() int64 { return c.started.Load() }
+
+// Failed reports how many commands failed.
+func (c *CommandCounter) Failed() int64 { return c.failed.Load() }
+
+// Duration reports the total time spent waiting for command replies.
+func (c *CommandCounter) Duration() time.Duration { return time.Duration(c.durations.Load()) }
+
+// EnsureIndexes creates the given indexes; creating an index that exists
+// with the same definition is a no-op, so this runs at every start. Each
+// index is created on its own: FerretDB v1 panics on a createIndexes batch
+// that mixes existing and new indexes.
+func EnsureIndexes(ctx context.Context, byCollection map[*mongo.Collection][]mongo.IndexModel) error {
+	for coll, models := range byCollection {
+		for _, m := range models {
+			if _, err := coll.Indexes().CreateOne(ctx, m); err != nil {
+				return fmt.Errorf("mongodb: indexes on %s: %w", coll.Name(), Wrap(err))
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,87 @@
+// Package registry keeps devices and their FCM tokens in MongoDB: the
+// device records, their indexes, the token hygiene sweeper and the audit
+// events about them.
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/pushreg/pushreg/registry/mongodb"
+)
+
+// ErrNotFound means the device (or user) does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrBadCursor means a pagination cursor was not one this store handed out.
+var ErrBadCursor = errors.New("bad cursor")
+
+// ErrUnavailable means the store could not be reached.
+var ErrUnavailable = mongodb.ErrUnavailable
+
+// Config tunes the registry.
+type Config struct {
+	// MaxDevicesPerUser applies when a user's plan sets no device count.
+	MaxDevicesPerUser int
+	// StaleAfter is how long a token may go unrefreshed before it is
+	// marked stale and no longer pushed to.
+	StaleAfter time.Duration
+	// ExpireAfter is how long a device may go unseen before it is deleted
+	// (FCM itself expires tokens unused for 270 days).
+	ExpireAfter time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Store is the device registry.
+type Store struct {
+	db      *mongo.Database
+	devices *mongo.Collection
+	events  *mongo.Collection
+	cfg     Config
+	now     func() time.Time
+}
+
+// New returns a store on db. Call EnsureIndexes before serving.
+func New(db *mongo.Database, cfg Config) *Store {
+	if cfg.MaxDevicesPerUser <= 0 {
+		cfg.MaxDevicesPerUser = 100
+	}
+	if cfg.StaleAfter <= 0 {
+		cfg.StaleAfter = 60 * 24 * time.Hour
+	}
+	if cfg.ExpireAfter <= 0 {
+		cfg.ExpireAfter = 270 * 24 * time.Hour
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{
+		db:      db,
+		devices: db.Collection("devices"),
+		events:  db.Collection("events"),
+		cfg:     cfg,
+		now:     now,
+	}
+}
+
+// Ping reports whether the store answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.Client().Ping(ctx, nil); err != nil {
+		return fmt.Errorf("registry: ping: %w", mongodb.Wrap(err))
+	}
+	return nil
+}
+
+// EnsureIndexes creates the registry's indexes; it is idempotent.
+func (s *Store) EnsureIndexes(ctx context.Context) error {
+	return mongodb.EnsureIndexes(ctx, map[*mongo.Collection][]mongo.IndexModel{
+		s.devices: deviceIndexes(),
+		s.events:  eventIndexes(),
+	})
+}
