@@ -3,11 +3,13 @@ package handlers
 import (
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/pushreg/pushreg/auth"
 	"github.com/pushreg/pushreg/registry"
 	"github.com/pushreg/pushreg/registry/mongodb"
 )
@@ -38,6 +40,18 @@ type classification struct {
 }
 
 var classifications = []classification{
+	{auth.ErrInvalidCredentials, problem{Status: http.StatusUnauthorized, Title: "Unauthorized", Code: "invalid_credentials", Detail: "wrong username or password"}},
+	{auth.ErrAccountDisabled, problem{Status: http.StatusForbidden, Title: "Forbidden", Code: "account_disabled", Detail: "the account is disabled"}},
+	{auth.ErrTokenReused, problem{Status: http.StatusUnauthorized, Title: "Unauthorized", Code: "token_reused", Detail: "the token was already used; the session has been revoked"}},
+	{auth.ErrTokenExpired, problem{Status: http.StatusUnauthorized, Title: "Unauthorized", Code: "token_expired", Detail: "the token has expired"}},
+	{auth.ErrSessionRevoked, problem{Status: http.StatusUnauthorized, Title: "Unauthorized", Code: "session_revoked", Detail: "the session has been revoked"}},
+	{auth.ErrInvalidToken, problem{Status: http.StatusUnauthorized, Title: "Unauthorized", Code: "invalid_token", Detail: "the token is not valid"}},
+	{auth.ErrDeviceMismatch, problem{Status: http.StatusUnauthorized, Title: "Unauthorized", Code: "device_mismatch", Detail: "the device does not match the session"}},
+	{auth.ErrUsernameTaken, problem{Status: http.StatusConflict, Title: "Conflict", Code: "username_taken", Detail: "the username is taken"}},
+	{auth.ErrNotFound, problem{Status: http.StatusNotFound, Title: "Not Found", Code: "not_found"}},
+	{auth.ErrFCMTokenMalformed, problem{Status: http.StatusBadRequest, Title: "Bad Request", Code: "invalid_request"}},
+	{auth.ErrFCMTokenRejected, problem{Status: http.StatusUnprocessableEntity, Title: "Unprocessable Entity", Code: "fcm_token_rejected", Detail: "fcm_token: Firebase rejected the token"}},
+	{auth.ErrFCMUnavailable, problem{Status: http.StatusServiceUnavailable, Title: "Service Unavailable", Code: "fcm_unavailable", Detail: "Firebase could not validate the token; retry later", RetryAfter: 5}},
 	{registry.ErrNotFound, problem{Status: http.StatusNotFound, Title: "Not Found", Code: "not_found"}},
 	{registry.ErrBadCursor, problem{Status: http.StatusBadRequest, Title: "Bad Request", Code: "invalid_cursor", Detail: "the cursor is not one this server handed out"}},
 	{mongodb.ErrUnavailable, problem{Status: http.StatusServiceUnavailable, Title: "Service Unavailable", Code: "store_unavailable", Detail: "the store is unavailable; retry later", RetryAfter: 1}},
@@ -57,6 +71,15 @@ func toProblem(err error) problem {
 			}
 			return p
 		}
+	}
+	var ie *auth.InvalidInputError
+	if errors.As(err, &ie) {
+		return problem{Status: http.StatusBadRequest, Title: "Bad Request", Code: "invalid_request", Detail: ie.Error()}
+	}
+	var rl *auth.RateLimitedError
+	if errors.As(err, &rl) {
+		return problem{Status: http.StatusTooManyRequests, Title: "Too Many Requests", Code: "rate_limited",
+			Detail: rl.Error(), RetryAfter: max(1, int(math.Ceil(rl.RetryAfter.Seconds())))}
 	}
 	var he *echo.HTTPError
 	if errors.As(err, &he) {

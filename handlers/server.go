@@ -6,12 +6,16 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/pushreg/pushreg/auth"
+	"github.com/pushreg/pushreg/registry"
 )
 
 // BodyLimit is the largest request body accepted; larger bodies get 413.
@@ -21,19 +25,58 @@ const BodyLimit = 1 << 20
 type Config struct {
 	Logger *slog.Logger
 	// Ready reports whether the store can serve requests.
-	Ready func(ctx context.Context) error
+	Ready   func(ctx context.Context) error
+	Auth    *auth.Service
+	Devices *registry.Store
+	// Styles lists the refresh styles served; the others answer 404.
+	Styles []string
+	// AllowedReferers are origins accepted as Kecak Referer besides the
+	// request's own host.
+	AllowedReferers []string
+	// DuktigAuthKeys, when set, are the X-Auth-Key values Duktig sign-in
+	// requires.
+	DuktigAuthKeys []string
 	// CORSAllowedOrigins turns CORS on for these origins; empty means off.
 	CORSAllowedOrigins []string
+	// RequestTimeout bounds the work of one request (default 15s).
+	RequestTimeout time.Duration
 }
 
 func (c *Config) validate() error {
+	var errs []error
 	if c.Logger == nil {
-		return errors.New("handlers: Config.Logger is required")
+		errs = append(errs, errors.New("Logger is required"))
 	}
 	if c.Ready == nil {
-		return errors.New("handlers: Config.Ready is required")
+		errs = append(errs, errors.New("Ready is required"))
+	}
+	if c.Auth == nil || c.Devices == nil {
+		errs = append(errs, errors.New("Auth and Devices are required"))
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 15 * time.Second
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("handlers: config: %w", err)
 	}
 	return nil
+}
+
+// server holds what the handlers share.
+type server struct {
+	cfg     Config
+	log     *slog.Logger
+	auth    *auth.Service
+	devices *registry.Store
+}
+
+func (s *server) styleOn(name string) bool {
+	for _, st := range s.cfg.Styles {
+		if st == name {
+			return true
+		}
+	}
+	return false
 }
 
 // New builds the echo server with every route.
@@ -60,6 +103,14 @@ func New(cfg Config) (*echo.Echo, error) {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})
 	e.GET("/readyz", readyz(cfg.Ready))
+
+	s := &server{cfg: cfg, log: cfg.Logger, auth: cfg.Auth, devices: cfg.Devices}
+	timeout := withTimeout(cfg.RequestTimeout)
+	e.GET("/.well-known/jwks.json", s.jwks)
+	s.nativeRoutes(e.Group("/v1", timeout, renderWith(renderProblemJSON)))
+	if s.styleOn("kecak") {
+		s.kecakRoutes(e.Group(kecakPrefix, timeout, renderWith(renderKecak)))
+	}
 	return e, nil
 }
 

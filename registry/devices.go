@@ -3,9 +3,12 @@ package registry
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -357,4 +360,74 @@ func (s *Store) Pushable(ctx context.Context, userID string) ([]Device, error) {
 		out[i] = docs[i].device()
 	}
 	return out, nil
+}
+
+// DeviceQuery selects a page of a user's devices.
+type DeviceQuery struct {
+	UserID   string
+	Status   TokenStatus // empty: any
+	Platform string      // empty: any
+	Cursor   string
+	Limit    int
+}
+
+// List returns a user's devices, most recently seen first. The cursor is
+// the (last_seen_at, _id) of the last device of the previous page, so a
+// device inserted meanwhile (seen now, so first) never shifts later pages.
+func (s *Store) List(ctx context.Context, q DeviceQuery) ([]Device, string, error) {
+	filter := bson.M{"user_id": q.UserID}
+	if q.Status != "" {
+		filter["token_status"] = q.Status
+	}
+	if q.Platform != "" {
+		filter["platform"] = q.Platform
+	}
+	if q.Cursor != "" {
+		seen, id, err := decodeCursor(q.Cursor)
+		if err != nil {
+			return nil, "", fmt.Errorf("registry: devices cursor: %w", ErrBadCursor)
+		}
+		filter["$or"] = bson.A{
+			bson.M{"last_seen_at": bson.M{"$lt": seen}},
+			bson.M{"last_seen_at": seen, "_id": bson.M{"$lt": id}},
+		}
+	}
+	cur, err := s.devices.Find(ctx, filter, options.Find().
+		SetSort(bson.D{{Key: "last_seen_at", Value: -1}, {Key: "_id", Value: -1}}).
+		SetLimit(int64(q.Limit)+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("registry: list devices: %w", mongodb.Wrap(err))
+	}
+	var docs []deviceDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, "", fmt.Errorf("registry: list devices: %w", mongodb.Wrap(err))
+	}
+	next := ""
+	if len(docs) > q.Limit {
+		docs = docs[:q.Limit]
+		last := docs[q.Limit-1]
+		next = encodeCursor(last.LastSeenAt, last.ID)
+	}
+	out := make([]Device, len(docs))
+	for i := range docs {
+		out[i] = docs[i].device()
+	}
+	return out, next, nil
+}
+
+func encodeCursor(t time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(t.UnixMilli(), 10) + "|" + id))
+}
+
+func decodeCursor(c string) (time.Time, string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return time.Time{}, "", err
+	}
+	ms, id, ok := strings.Cut(string(b), "|")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if !ok || err != nil {
+		return time.Time{}, "", errors.New("malformed cursor")
+	}
+	return time.UnixMilli(n).UTC(), id, nil
 }

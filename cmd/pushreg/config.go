@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pushreg/pushreg/auth"
 )
 
 // config is pushreg's whole configuration, read once at start-up.
@@ -53,6 +55,9 @@ type config struct {
 	Styles             []string
 	DuktigAuthKeys     []string
 	CORSAllowedOrigins []string
+
+	// passwordParams is argon2id's cost; tests lower it, operators cannot.
+	passwordParams auth.PasswordParams
 }
 
 // setting is one configuration variable: its environment name, the flag

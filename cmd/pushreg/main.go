@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pushreg/pushreg/handlers"
 	"github.com/pushreg/pushreg/registry"
 	"github.com/pushreg/pushreg/registry/embedded"
 	"github.com/pushreg/pushreg/registry/mongodb"
@@ -56,48 +55,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			"data_dir", cfg.DataDir, "postgresql", cfg.PostgresURL != "")
 	}
 
-	commands := &mongodb.CommandCounter{}
-	client, err := mongodb.Connect(mongoURI, mongodb.Options{Commands: commands})
+	app, err := build(ctx, cfg, log, mongoURI, time.Now)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		client.Disconnect(dctx)
-	}()
-	db := client.Database(cfg.MongoDatabase)
-
-	devices := registry.New(db, registry.Config{
-		MaxDevicesPerUser: cfg.MaxDevicesPerUser,
-		StaleAfter:        cfg.TokenStaleAfter,
-	})
-
-	bg, stopBackground := context.WithCancel(context.Background())
-	defer stopBackground()
-	indexes := newIndexer(log, devices.EnsureIndexes)
-	go indexes.run(bg)
-
-	e, err := handlers.New(handlers.Config{
-		Logger: log,
-		Ready: func(ctx context.Context) error {
-			if err := devices.Ping(ctx); err != nil {
-				return err
-			}
-			return indexes.ready()
-		},
-		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
-	})
-	if err != nil {
-		return err
-	}
+	defer app.close()
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	server := &http.Server{
-		Handler:           e,
+		Handler:           app.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -120,9 +89,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := server.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Warn("drain incomplete", "error", err)
 	}
-	stopBackground()
 	log.Info("stopped")
 	return nil
+}
+
+// sweep runs the registry's token hygiene once the store is set up, then
+// every interval.
+func sweep(ctx context.Context, log *slog.Logger, ix *indexer, devices *registry.Store, v registry.Revalidator, every time.Duration) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-ix.done:
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		res, err := devices.Sweep(ctx, v)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("sweep failed", "error", err)
+		} else if res != (registry.SweepResult{}) {
+			log.Info("sweep", "staled", res.Staled, "expired", res.Expired, "verified", res.Verified, "invalidated", res.Invalidated)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func newLogger(format string, level slog.Level, w io.Writer) *slog.Logger {

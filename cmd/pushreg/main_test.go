@@ -11,15 +11,15 @@ import (
 	"time"
 )
 
-// service is a pushreg started through run, as main starts it.
-type service struct {
+// process is a pushreg started through run, as main starts it.
+type process struct {
 	url    string
 	cancel context.CancelFunc
 	done   chan error
 }
 
 // startService runs pushreg with env and waits for its "listening" line.
-func startService(t *testing.T, env map[string]string) *service {
+func startService(t *testing.T, env map[string]string) *process {
 	t.Helper()
 	if env["PUSHREG_DATA_DIR"] == "" {
 		env["PUSHREG_DATA_DIR"] = t.TempDir()
@@ -28,7 +28,7 @@ func startService(t *testing.T, env map[string]string) *service {
 	env["PUSHREG_LOG_FORMAT"] = "json"
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &service{cancel: cancel, done: make(chan error, 1)}
+	s := &process{cancel: cancel, done: make(chan error, 1)}
 	go func() {
 		err := run(ctx, nil, func(k string) string { return env[k] }, pw, io.Discard)
 		pw.CloseWithError(err)
@@ -58,7 +58,7 @@ func startService(t *testing.T, env map[string]string) *service {
 	return s
 }
 
-func (s *service) stop(t *testing.T) {
+func (s *process) stop(t *testing.T) {
 	t.Helper()
 	if s.cancel == nil {
 		return
@@ -75,7 +75,7 @@ func (s *service) stop(t *testing.T) {
 	}
 }
 
-func (s *service) status(t *testing.T, path string) (int, string) {
+func (s *process) status(t *testing.T, path string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(s.url + path)
 	if err != nil {
@@ -87,7 +87,7 @@ func (s *service) status(t *testing.T, path string) (int, string) {
 }
 
 // waitStatus polls until path answers want or the deadline passes.
-func (s *service) waitStatus(t *testing.T, path string, want int) string {
+func (s *process) waitStatus(t *testing.T, path string, want int) string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {

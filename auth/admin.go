@@ -1,0 +1,177 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// Revoke implements RFC 7009: a refresh token or an access token ends its
+// session. Tokens that are invalid or already dead are not an error: the
+// client's goal (the token no longer works) is met.
+func (s *Service) Revoke(ctx context.Context, token string) error {
+	var sid string
+	if rt, err := s.cfg.Keys.decodeRefresh(token); err == nil {
+		d, err := s.sessions.check(ctx, presented{sessionID: rt.sessionID, gen: rt.gen, secret: rt.secret}, s.cfg.Now(), s.cfg.ReuseGrace)
+		if err != nil {
+			return ignoreDead(err)
+		}
+		sid = d.ID
+	} else if c, err := s.VerifyAccess(token); err == nil && c.SessionID != "" {
+		sid = c.SessionID
+	} else {
+		return nil
+	}
+	return s.RevokeSession(ctx, sid, "revoked by client", "client")
+}
+
+func ignoreDead(err error) error {
+	if errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	return nil
+}
+
+// Logout ends the session of an access token and unbinds its device's
+// FCM token from future pushes.
+func (s *Service) Logout(ctx context.Context, c *Claims) error {
+	if c.SessionID == "" {
+		return fmt.Errorf("auth: logout: %w: app tokens have no session", ErrInvalidToken)
+	}
+	return s.RevokeSession(ctx, c.SessionID, "logged out", "user:"+c.Subject)
+}
+
+// RevokeSession ends one session and unbinds its device's token.
+func (s *Service) RevokeSession(ctx context.Context, id, reason, actor string) error {
+	d, err := s.sessions.get(ctx, id)
+	if err != nil {
+		return ignoreDead(err)
+	}
+	if err := s.sessions.revoke(ctx, id, reason, s.cfg.Now()); err != nil {
+		return err
+	}
+	if d.DeviceID != "" {
+		if err := s.cfg.Devices.UnbindDevice(ctx, d.UserID, d.DeviceID, actor); err != nil {
+			return err
+		}
+	}
+	s.cfg.Auditor.Audit(ctx, AuditEvent{UserID: d.UserID, Type: "session_revoked", Actor: actor,
+		DeviceID: d.DeviceID, SessionID: d.ID, Outcome: reason})
+	return nil
+}
+
+// RevokeUserSessions ends every session of a user (log out everywhere)
+// and unbinds their devices' tokens.
+func (s *Service) RevokeUserSessions(ctx context.Context, userID, reason, actor string) (int, error) {
+	revoked, err := s.sessions.revokeUser(ctx, userID, reason, s.cfg.Now())
+	if err != nil {
+		return 0, err
+	}
+	for _, d := range revoked {
+		if d.DeviceID != "" {
+			if err := s.cfg.Devices.UnbindDevice(ctx, userID, d.DeviceID, actor); err != nil {
+				return len(revoked), err
+			}
+		}
+	}
+	s.cfg.Auditor.Audit(ctx, AuditEvent{UserID: userID, Type: "session_revoked", Actor: actor,
+		Outcome: fmt.Sprintf("%s: %d sessions", reason, len(revoked))})
+	return len(revoked), nil
+}
+
+// Sessions lists a user's sessions.
+func (s *Service) Sessions(ctx context.Context, userID string, liveOnly bool) ([]Session, error) {
+	return s.sessions.listUser(ctx, userID, liveOnly)
+}
+
+// CreateUser creates an account.
+func (s *Service) CreateUser(ctx context.Context, n NewUser) (*User, error) {
+	return s.users.create(ctx, n)
+}
+
+// EnsureAdmin makes sure an admin with this username exists; an existing
+// user keeps their password.
+func (s *Service) EnsureAdmin(ctx context.Context, username, password string) (*User, bool, error) {
+	u, err := s.users.findOne(ctx, bson.M{"username_key": lower(username)}, username)
+	if err == nil {
+		return u, false, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return nil, false, err
+	}
+	u, err = s.users.create(ctx, NewUser{Username: username, Password: password, Roles: []string{RoleAdmin, RoleUser}})
+	if errors.Is(err, ErrUsernameTaken) {
+		// Another instance created it first.
+		u, err = s.users.findOne(ctx, bson.M{"username_key": lower(username)}, username)
+		return u, false, err
+	}
+	return u, err == nil, err
+}
+
+// User returns one user.
+func (s *Service) User(ctx context.Context, id string) (*User, error) { return s.users.byID(ctx, id) }
+
+// UserByName finds a user by username, case-insensitively.
+func (s *Service) UserByName(ctx context.Context, username string) (*User, error) {
+	return s.users.findOne(ctx, bson.M{"username_key": lower(username)}, username)
+}
+
+// Users lists users by username, optionally those starting with prefix.
+func (s *Service) Users(ctx context.Context, prefix, cursor string, limit int) ([]User, string, error) {
+	return s.users.list(ctx, prefix, cursor, limit)
+}
+
+// UpdateUser changes a user. Disabling revokes every session; new roles
+// reach the user's live sessions at once.
+func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, actor string) (*User, error) {
+	u, err := s.users.update(ctx, id, p)
+	if err != nil {
+		return nil, err
+	}
+	if p.Roles != nil {
+		if _, err := s.sessions.coll.UpdateMany(ctx, bson.M{"user_id": id, "revoked": false},
+			bson.M{"$set": bson.M{"roles": u.Roles}}); err != nil {
+			return nil, fmt.Errorf("auth: update session roles: %w", err)
+		}
+	}
+	if p.Disabled != nil && *p.Disabled {
+		if _, err := s.RevokeUserSessions(ctx, id, "account disabled", actor); err != nil {
+			return nil, err
+		}
+	}
+	s.cfg.Auditor.Audit(ctx, AuditEvent{UserID: id, Type: "admin_action", Actor: actor, Outcome: "user updated"})
+	return u, nil
+}
+
+// CreateApp registers a backend client; the secret is returned only here.
+func (s *Service) CreateApp(ctx context.Context, name string, scopes []string) (*App, string, error) {
+	return s.apps.create(ctx, name, scopes)
+}
+
+// RevokeApp stops an app from authenticating.
+func (s *Service) RevokeApp(ctx context.Context, id string) error { return s.apps.revoke(ctx, id) }
+
+// AuthenticateApp checks an app's ID and secret.
+func (s *Service) AuthenticateApp(ctx context.Context, id, secret string) (*App, error) {
+	return s.apps.authenticate(ctx, id, secret)
+}
+
+// AppToken issues an access token for an app (RFC 6749 client credentials)
+// carrying the requested scopes, which must be the app's.
+func (s *Service) AppToken(app *App, scope string) (string, []string, error) {
+	scopes := app.Scopes
+	if scope != "" {
+		scopes = nil
+		for _, sc := range splitScope(scope) {
+			if !app.HasScope(sc) {
+				return "", nil, invalid("scope", fmt.Sprintf("app does not hold scope %q", sc))
+			}
+			scopes = append(scopes, sc)
+		}
+	}
+	c := &Claims{RegisteredClaims: s.signer.claimsFor(app.ID, s.cfg.AccessTTL), ClientID: app.ID, Scope: joinScope(scopes)}
+	tok, err := s.signer.sign(typAccess, c)
+	return tok, scopes, err
+}

@@ -1,0 +1,71 @@
+package auth
+
+import (
+	"sync"
+	"time"
+)
+
+// limiter counts failed logins per key (a username or a client IP) in a
+// fixed one-minute window. Only failures count, so many users behind one
+// NAT who type their passwords right are never throttled.
+type limiter struct {
+	mu      sync.Mutex
+	limit   int
+	window  time.Duration
+	now     func() time.Time
+	entries map[string]*window
+}
+
+type window struct {
+	start time.Time
+	fails int
+}
+
+// maxLimiterEntries bounds memory under a spray of distinct usernames.
+const maxLimiterEntries = 100_000
+
+func newLimiter(limit int, now func() time.Time) *limiter {
+	return &limiter{limit: limit, window: time.Minute, now: now, entries: map[string]*window{}}
+}
+
+// allow returns the wait before keys may try again, or zero.
+func (l *limiter) allow(keys ...string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	var wait time.Duration
+	for _, k := range keys {
+		w, ok := l.entries[k]
+		if !ok || now.Sub(w.start) >= l.window {
+			continue
+		}
+		if w.fails >= l.limit {
+			wait = max(wait, w.start.Add(l.window).Sub(now))
+		}
+	}
+	return wait
+}
+
+func (l *limiter) fail(keys ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if len(l.entries) >= maxLimiterEntries {
+		for k, w := range l.entries {
+			if now.Sub(w.start) >= l.window {
+				delete(l.entries, k)
+			}
+		}
+	}
+	for _, k := range keys {
+		w, ok := l.entries[k]
+		if !ok || now.Sub(w.start) >= l.window {
+			if len(l.entries) >= maxLimiterEntries {
+				continue // full of live entries: the other key still counts
+			}
+			w = &window{start: now}
+			l.entries[k] = w
+		}
+		w.fails++
+	}
+}

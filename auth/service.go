@@ -1,0 +1,601 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/pushreg/pushreg/registry/mongodb"
+)
+
+// DeviceBinding asks the device registry to bind a device to a token.
+type DeviceBinding struct {
+	UserID, DeviceID, Platform, FCMToken, SessionID string
+	Verified                                        bool
+	MaxDevices                                      int
+	Actor                                           string
+}
+
+// Devices is what auth needs of the device registry.
+type Devices interface {
+	// TouchDevice records that the device still holds the token; false
+	// means it does not and BindDevice is needed.
+	TouchDevice(ctx context.Context, b DeviceBinding) (bool, error)
+	BindDevice(ctx context.Context, b DeviceBinding) error
+	UnbindDevice(ctx context.Context, userID, deviceID, actor string) error
+}
+
+// TokenValidator checks an FCM token with Firebase. Its errors wrap
+// ErrFCMTokenMalformed, ErrFCMTokenRejected or ErrFCMUnavailable.
+type TokenValidator interface {
+	ValidateToken(ctx context.Context, token string) (verified bool, err error)
+}
+
+// AuditEvent is an entry for a user's audit trail; it holds no secret.
+type AuditEvent struct {
+	UserID, Type, Actor, DeviceID, SessionID, Outcome string
+}
+
+// Auditor records audit events.
+type Auditor interface {
+	Audit(ctx context.Context, e AuditEvent)
+}
+
+// Config configures the Service.
+type Config struct {
+	DB             *mongo.Database
+	Keys           *KeySet
+	Issuer         string
+	Audience       string
+	AccessTTL      time.Duration
+	RefreshTTL     time.Duration
+	SessionMaxAge  time.Duration
+	ReuseGrace     time.Duration
+	KecakTTL       time.Duration
+	PasswordParams PasswordParams
+	LoginRateLimit int
+	// RejectOnFCMError answers 503 when Firebase cannot validate a token;
+	// otherwise the token is bound as unverified.
+	RejectOnFCMError bool
+	Devices          Devices
+	Validator        TokenValidator
+	Auditor          Auditor
+	Logger           *slog.Logger
+	Now              func() time.Time
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.DB == nil {
+		errs = append(errs, errors.New("DB is required"))
+	}
+	if c.Keys == nil {
+		errs = append(errs, errors.New("Keys is required"))
+	}
+	if c.Devices == nil || c.Validator == nil {
+		errs = append(errs, errors.New("Devices and Validator are required"))
+	}
+	if c.Issuer == "" || c.Audience == "" {
+		errs = append(errs, errors.New("Issuer and Audience are required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("auth: config: %w", err)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.AccessTTL, 15*time.Minute)
+	def(&c.RefreshTTL, 30*24*time.Hour)
+	def(&c.SessionMaxAge, 90*24*time.Hour)
+	def(&c.ReuseGrace, 10*time.Second)
+	def(&c.KecakTTL, 10*24*time.Hour)
+	if c.PasswordParams == (PasswordParams{}) {
+		c.PasswordParams = OWASPParams
+	}
+	if c.LoginRateLimit <= 0 {
+		c.LoginRateLimit = 10
+	}
+	if c.Auditor == nil {
+		c.Auditor = noAudit{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+type noAudit struct{}
+
+func (noAudit) Audit(context.Context, AuditEvent) {}
+
+// Service is the session core every login and refresh style uses.
+type Service struct {
+	cfg       Config
+	users     *users
+	sessions  *sessions
+	apps      *apps
+	signer    *signer
+	limiter   *limiter
+	dummyHash string
+}
+
+// New builds the service. Call EnsureIndexes before serving.
+func New(cfg Config) (*Service, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Service{
+		cfg:       cfg,
+		users:     &users{coll: cfg.DB.Collection("users"), params: cfg.PasswordParams, now: cfg.Now},
+		sessions:  &sessions{coll: cfg.DB.Collection("sessions")},
+		apps:      &apps{coll: cfg.DB.Collection("apps"), now: cfg.Now},
+		signer:    &signer{keys: cfg.Keys, issuer: cfg.Issuer, audience: cfg.Audience, now: cfg.Now},
+		limiter:   newLimiter(cfg.LoginRateLimit, cfg.Now),
+		dummyHash: hashPassword("pushreg-no-such-user", cfg.PasswordParams),
+	}, nil
+}
+
+// EnsureIndexes creates the indexes of users, sessions and apps.
+func (s *Service) EnsureIndexes(ctx context.Context) error {
+	return mongodb.EnsureIndexes(ctx, map[*mongo.Collection][]mongo.IndexModel{
+		s.users.coll:    userIndexes(),
+		s.sessions.coll: sessionIndexes(),
+	})
+}
+
+// JWKS returns the public keys that verify pushreg's tokens.
+func (s *Service) JWKS() []byte { return s.cfg.Keys.JWKS() }
+
+// AccessTTL is the default access token lifetime.
+func (s *Service) AccessTTL() time.Duration { return s.cfg.AccessTTL }
+
+// DeviceRequest is a device and FCM token a client asks to bind.
+type DeviceRequest struct {
+	DeviceID string
+	FCMToken string
+	Platform string
+}
+
+// Validate checks the shape of the device fields (the FCM token's shape
+// is the validator's).
+func (d *DeviceRequest) Validate() error {
+	if n := len(d.DeviceID); n == 0 || n > 128 {
+		return invalid("device_id", "must be 1-128 printable characters")
+	}
+	for _, r := range d.DeviceID {
+		if r < 0x20 || r == 0x7f || r > 0x7e {
+			return invalid("device_id", "must be 1-128 printable characters")
+		}
+	}
+	switch d.Platform {
+	case "", "android", "ios", "web":
+	default:
+		return invalid("platform", "must be android, ios or web")
+	}
+	return nil
+}
+
+// LoginRequest is a password sign-in.
+type LoginRequest struct {
+	Login    string // username, or email
+	Password string
+	ClientIP string
+	Style    string
+	// Kecak asks for a Kecak session token instead of a refresh token.
+	Kecak  bool
+	Device *DeviceRequest
+}
+
+// Grant is what a successful login or refresh hands out.
+type Grant struct {
+	User            *User // set by logins
+	Session         Session
+	AccessToken     string
+	AccessExpiresAt time.Time
+	// RefreshToken is the session's refresh credential (new when it
+	// rotated); empty for Kecak sessions.
+	RefreshToken string
+	// KecakToken is the Kecak session token, for Kecak sessions.
+	KecakToken     string
+	KecakExpiresAt time.Time
+	// TokenVerified says Firebase accepted the bound FCM token.
+	TokenVerified bool
+}
+
+// Authenticate checks a username (or email) and password, with the rate
+// limit and without telling unknown users from wrong passwords.
+func (s *Service) Authenticate(ctx context.Context, login, password, clientIP string) (*User, error) {
+	keys := []string{"u:" + strings.ToLower(login)}
+	if clientIP != "" {
+		keys = append(keys, "ip:"+clientIP)
+	}
+	if wait := s.limiter.allow(keys...); wait > 0 {
+		return nil, &RateLimitedError{RetryAfter: wait}
+	}
+	if login == "" || password == "" || len(login) > 254 || len(password) > 256 {
+		checkPassword(password, s.dummyHash)
+		s.limiter.fail(keys...)
+		return nil, fmt.Errorf("auth: login: %w", ErrInvalidCredentials)
+	}
+	u, err := s.users.byLogin(ctx, login)
+	if errors.Is(err, ErrNotFound) {
+		// Hash anyway: an unknown user costs what a wrong password costs.
+		checkPassword(password, s.dummyHash)
+		s.limiter.fail(keys...)
+		return nil, fmt.Errorf("auth: login: %w", ErrInvalidCredentials)
+	}
+	if err != nil {
+		return nil, err
+	}
+	ok, err := checkPassword(password, u.PasswordHash)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		s.limiter.fail(keys...)
+		return nil, fmt.Errorf("auth: login: %w", ErrInvalidCredentials)
+	}
+	if u.Disabled {
+		return nil, fmt.Errorf("auth: login %s: %w", u.ID, ErrAccountDisabled)
+	}
+	return u, nil
+}
+
+// Login signs a user in and starts a session, bound to the device when
+// the request carries one.
+func (s *Service) Login(ctx context.Context, r LoginRequest) (*Grant, error) {
+	if r.Device != nil {
+		if err := r.Device.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	u, err := s.Authenticate(ctx, r.Login, r.Password, r.ClientIP)
+	if err != nil {
+		return nil, err
+	}
+	verified, err := s.validateDevice(ctx, r.Device)
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now()
+	secret := newSecret()
+	d := &sessionDoc{
+		ID: randomID(sidLen), UserID: u.ID, Username: u.Username, Roles: u.Roles, Style: r.Style,
+		MaxDevices: u.Profile.Plan.DeviceCount,
+		CreatedAt:  now, RefreshedAt: now, ExpiresAt: now.Add(s.cfg.SessionMaxAge),
+		IdleExpiresAt: now.Add(min(s.cfg.RefreshTTL, s.cfg.SessionMaxAge)),
+		Cred:          credential{Gen: 1, Hash: hashSecret(secret)},
+	}
+	if r.Device != nil {
+		d.DeviceID, d.Platform, d.FCMToken = r.Device.DeviceID, r.Device.Platform, r.Device.FCMToken
+		// Bind before the session exists: a session never claims a device
+		// the registry does not know.
+		if err := s.cfg.Devices.BindDevice(ctx, s.binding(d, verified, "user:"+u.ID)); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.sessions.insert(ctx, d); err != nil {
+		return nil, err
+	}
+	s.users.touchLogin(ctx, u.ID, now)
+	s.cfg.Auditor.Audit(ctx, AuditEvent{UserID: u.ID, Type: "login", Actor: "user:" + u.ID,
+		DeviceID: d.DeviceID, SessionID: d.ID, Outcome: "style " + r.Style})
+	g := &Grant{User: u, Session: d.session(), TokenVerified: verified}
+	if err := s.issueAccess(g, d, 0); err != nil {
+		return nil, err
+	}
+	if r.Kecak {
+		err = s.issueKecak(g, d, 1, secret)
+	} else {
+		g.RefreshToken = s.cfg.Keys.encodeRefresh(refreshToken{sessionID: d.ID, gen: 1, secret: secret})
+	}
+	return g, err
+}
+
+// RefreshRequest uses a refresh token.
+type RefreshRequest struct {
+	RefreshToken string
+	// Rotate replaces the refresh token; styles whose clients keep theirs
+	// refresh without rotating.
+	Rotate bool
+	Device *DeviceRequest
+	// AccessTTL overrides the access token lifetime (kalsel's limit).
+	AccessTTL time.Duration
+	// RequireDeviceID, when set, must be the session's device.
+	RequireDeviceID string
+}
+
+// Refresh exchanges a refresh token for a new access token (and, when
+// rotating, a new refresh token). Without a device change it is one round
+// trip.
+func (s *Service) Refresh(ctx context.Context, r RefreshRequest) (*Grant, error) {
+	rt, err := s.cfg.Keys.decodeRefresh(r.RefreshToken)
+	if err != nil {
+		return nil, err
+	}
+	if r.Device != nil {
+		if err := r.Device.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	verified, err := s.validateDevice(ctx, r.Device)
+	if err != nil {
+		return nil, err
+	}
+	p := presented{sessionID: rt.sessionID, gen: rt.gen, secret: rt.secret}
+	changesDevice := false
+	if r.Device != nil {
+		// The session's current binding is only known after reading it, so
+		// a device in the request is checked first and bound before the
+		// credential moves: a failed bind leaves the old token usable.
+		d, err := s.sessions.check(ctx, p, s.cfg.Now(), s.cfg.ReuseGrace)
+		if err != nil {
+			return nil, s.auditFailure(ctx, err, p)
+		}
+		changesDevice = true
+		if err := s.cfg.Devices.BindDevice(ctx, s.binding(withDevice(d, r.Device), verified, "session:"+d.ID)); err != nil {
+			return nil, err
+		}
+	}
+	pol := s.policy(r.Rotate)
+	if changesDevice {
+		pol.set = bson.M{"device_id": r.Device.DeviceID, "fcm_token": r.Device.FCMToken, "platform": r.Device.Platform}
+	}
+	adv, err := s.sessions.advance(ctx, p, pol)
+	if err != nil {
+		return nil, s.auditFailure(ctx, err, p)
+	}
+	if r.RequireDeviceID != "" && r.RequireDeviceID != adv.doc.DeviceID {
+		return nil, fmt.Errorf("auth: session %s: %w", adv.doc.ID, ErrDeviceMismatch)
+	}
+	g := &Grant{Session: adv.doc.session(), TokenVerified: verified}
+	if err := s.issueAccess(g, adv.doc, r.AccessTTL); err != nil {
+		return nil, err
+	}
+	g.RefreshToken = s.cfg.Keys.encodeRefresh(refreshToken{sessionID: adv.doc.ID, gen: adv.gen, secret: adv.secret})
+	if changesDevice && !adv.duplicate {
+		s.cfg.Auditor.Audit(ctx, AuditEvent{UserID: adv.doc.UserID, Type: "refresh", Actor: "session:" + adv.doc.ID,
+			DeviceID: adv.doc.DeviceID, SessionID: adv.doc.ID, Outcome: "device bound"})
+	}
+	return g, nil
+}
+
+// RefreshKecak is the Kecak refresh: it validates the FCM token, binds the
+// session to the device and token, retires the presented Kecak token and
+// returns its successor carrying device_id and fcm_token. A pushreg access
+// token is accepted too; it is answered with a new access token. With the
+// token already bound to the device it is two round trips.
+func (s *Service) RefreshKecak(ctx context.Context, token string, dev DeviceRequest) (*Grant, error) {
+	claims, kecak, err := s.verifyKecakOrAccess(token)
+	if err != nil {
+		return nil, err
+	}
+	if err := dev.Validate(); err != nil {
+		return nil, err
+	}
+	verified, err := s.validateDevice(ctx, &dev)
+	if err != nil {
+		return nil, err
+	}
+	if !kecak {
+		return s.refreshAccessWithDevice(ctx, claims, dev, verified)
+	}
+	secret, err := decodeSecret(claims.ID)
+	if err != nil {
+		return nil, err
+	}
+	p := presented{sessionID: claims.SessionID, gen: claims.Gen, secret: secret}
+	sameBinding := claims.DeviceID == dev.DeviceID && claims.FCMToken == dev.FCMToken
+	pol := s.policy(true)
+	if !sameBinding {
+		d, err := s.sessions.check(ctx, p, s.cfg.Now(), s.cfg.ReuseGrace)
+		if err != nil {
+			return nil, s.auditFailure(ctx, err, p)
+		}
+		if err := s.cfg.Devices.BindDevice(ctx, s.binding(withDevice(d, &dev), verified, "session:"+d.ID)); err != nil {
+			return nil, err
+		}
+		pol.set = bson.M{"device_id": dev.DeviceID, "fcm_token": dev.FCMToken}
+	}
+	adv, err := s.sessions.advance(ctx, p, pol)
+	if err != nil {
+		return nil, s.auditFailure(ctx, err, p)
+	}
+	if sameBinding {
+		b := s.binding(adv.doc, verified, "session:"+adv.doc.ID)
+		held, err := s.cfg.Devices.TouchDevice(ctx, b)
+		if err != nil {
+			// The binding is unchanged, so the refresh stands; only the
+			// last-seen time was lost.
+			s.cfg.Logger.WarnContext(ctx, "touch device failed", "session_id", adv.doc.ID, "error", err)
+		} else if !held {
+			// The token moved away since this token was issued: bind again.
+			if err := s.cfg.Devices.BindDevice(ctx, b); err != nil {
+				return nil, err
+			}
+		}
+	}
+	g := &Grant{Session: adv.doc.session(), TokenVerified: verified}
+	if !adv.duplicate && !sameBinding {
+		s.cfg.Auditor.Audit(ctx, AuditEvent{UserID: adv.doc.UserID, Type: "refresh", Actor: "session:" + adv.doc.ID,
+			DeviceID: dev.DeviceID, SessionID: adv.doc.ID, Outcome: "kecak token refreshed with new binding"})
+	}
+	return g, s.issueKecak(g, adv.doc, adv.gen, adv.secret)
+}
+
+func (s *Service) refreshAccessWithDevice(ctx context.Context, claims *Claims, dev DeviceRequest, verified bool) (*Grant, error) {
+	if claims.SessionID == "" {
+		return nil, fmt.Errorf("auth: app tokens have no session: %w", ErrInvalidToken)
+	}
+	d, err := s.liveSession(ctx, claims.SessionID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Devices.BindDevice(ctx, s.binding(withDevice(d, &dev), verified, "session:"+d.ID)); err != nil {
+		return nil, err
+	}
+	if err := s.sessions.setFields(ctx, d.ID, bson.M{"device_id": dev.DeviceID, "fcm_token": dev.FCMToken}); err != nil {
+		return nil, err
+	}
+	d = withDevice(d, &dev)
+	g := &Grant{Session: d.session(), TokenVerified: verified}
+	return g, s.issueAccess(g, d, 0)
+}
+
+// CheckKecak checks a Kecak token against its session in the store.
+func (s *Service) CheckKecak(ctx context.Context, token string) (Session, *User, error) {
+	claims, err := s.signer.verify(typKecak, stripBearer(token))
+	if err != nil {
+		return Session{}, nil, err
+	}
+	secret, err := decodeSecret(claims.ID)
+	if err != nil {
+		return Session{}, nil, err
+	}
+	d, err := s.sessions.check(ctx, presented{sessionID: claims.SessionID, gen: claims.Gen, secret: secret}, s.cfg.Now(), s.cfg.ReuseGrace)
+	if err != nil {
+		return Session{}, nil, err
+	}
+	u, err := s.users.byID(ctx, d.UserID)
+	if err != nil {
+		return Session{}, nil, err
+	}
+	return d.session(), u, nil
+}
+
+func (s *Service) verifyKecakOrAccess(token string) (*Claims, bool, error) {
+	token = stripBearer(token)
+	if token == "" {
+		return nil, false, fmt.Errorf("auth: %w: no token", ErrInvalidToken)
+	}
+	c, kerr := s.signer.verify(typKecak, token)
+	if kerr == nil {
+		return c, true, nil
+	}
+	c, aerr := s.signer.verify(typAccess, token)
+	if aerr == nil {
+		return c, false, nil
+	}
+	if errors.Is(kerr, ErrTokenExpired) {
+		return nil, false, kerr
+	}
+	return nil, false, aerr
+}
+
+// stripBearer accepts a token with or without the "Bearer " prefix.
+func stripBearer(h string) string {
+	h = strings.TrimSpace(h)
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return h
+}
+
+// VerifyAccess checks an access token's signature and claims. It does not
+// read the store: a revoked session's token lives out its short lifetime.
+func (s *Service) VerifyAccess(token string) (*Claims, error) {
+	return s.signer.verify(typAccess, stripBearer(token))
+}
+
+// liveSession reads a session and refuses revoked or expired ones.
+func (s *Service) liveSession(ctx context.Context, id string) (*sessionDoc, error) {
+	d, err := s.sessions.get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now()
+	if d.Revoked {
+		return nil, fmt.Errorf("auth: session %s: %w", id, ErrSessionRevoked)
+	}
+	if !now.Before(d.ExpiresAt) || !now.Before(d.IdleExpiresAt) {
+		return nil, fmt.Errorf("auth: session %s: %w", id, ErrTokenExpired)
+	}
+	return d, nil
+}
+
+// validateDevice asks Firebase about the token, applying the outage
+// policy: accept binds it as unverified, reject fails the request.
+func (s *Service) validateDevice(ctx context.Context, d *DeviceRequest) (bool, error) {
+	if d == nil {
+		return false, nil
+	}
+	verified, err := s.cfg.Validator.ValidateToken(ctx, d.FCMToken)
+	switch {
+	case err == nil:
+		return verified, nil
+	case errors.Is(err, ErrFCMUnavailable) && !s.cfg.RejectOnFCMError:
+		s.cfg.Logger.WarnContext(ctx, "Firebase unavailable; binding token as unverified", "error", err)
+		return false, nil
+	}
+	return false, err
+}
+
+func (s *Service) policy(rotate bool) advancePolicy {
+	return advancePolicy{rotate: rotate, now: s.cfg.Now(), refreshTTL: s.cfg.RefreshTTL, grace: s.cfg.ReuseGrace}
+}
+
+func (s *Service) binding(d *sessionDoc, verified bool, actor string) DeviceBinding {
+	return DeviceBinding{UserID: d.UserID, DeviceID: d.DeviceID, Platform: d.Platform, FCMToken: d.FCMToken,
+		SessionID: d.ID, Verified: verified, MaxDevices: d.MaxDevices, Actor: actor}
+}
+
+func withDevice(d *sessionDoc, dev *DeviceRequest) *sessionDoc {
+	c := *d
+	c.DeviceID, c.FCMToken = dev.DeviceID, dev.FCMToken
+	if dev.Platform != "" {
+		c.Platform = dev.Platform
+	}
+	return &c
+}
+
+// auditFailure records reuse detections; every error passes through.
+func (s *Service) auditFailure(ctx context.Context, err error, p presented) error {
+	if errors.Is(err, ErrTokenReused) {
+		s.cfg.Logger.WarnContext(ctx, "security: retired credential reused; session revoked", "session_id", p.sessionID)
+		if d, gerr := s.sessions.get(ctx, p.sessionID); gerr == nil {
+			s.cfg.Auditor.Audit(ctx, AuditEvent{UserID: d.UserID, Type: "reuse_detected", Actor: "system",
+				DeviceID: d.DeviceID, SessionID: d.ID, Outcome: "session revoked"})
+		}
+	}
+	return err
+}
+
+func (s *Service) issueAccess(g *Grant, d *sessionDoc, ttl time.Duration) error {
+	if ttl <= 0 {
+		ttl = s.cfg.AccessTTL
+	}
+	c := &Claims{RegisteredClaims: s.signer.claimsFor(d.UserID, ttl), SessionID: d.ID, Roles: d.Roles,
+		DeviceID: d.DeviceID, FCMToken: d.FCMToken}
+	tok, err := s.signer.sign(typAccess, c)
+	if err != nil {
+		return err
+	}
+	g.AccessToken, g.AccessExpiresAt = tok, c.ExpiresAt.Time
+	return nil
+}
+
+func (s *Service) issueKecak(g *Grant, d *sessionDoc, gen int64, secret []byte) error {
+	c := &Claims{RegisteredClaims: s.signer.claimsFor(d.UserID, s.cfg.KecakTTL), SessionID: d.ID,
+		Roles: d.Roles, DeviceID: d.DeviceID, FCMToken: d.FCMToken, Gen: gen}
+	c.ID = encodeSecret(secret)
+	if c.ExpiresAt.After(d.ExpiresAt) {
+		c.ExpiresAt.Time = d.ExpiresAt
+	}
+	tok, err := s.signer.sign(typKecak, c)
+	if err != nil {
+		return err
+	}
+	g.KecakToken, g.KecakExpiresAt = tok, c.ExpiresAt.Time
+	return nil
+}

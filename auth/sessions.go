@@ -1,0 +1,347 @@
+package auth
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/pushreg/pushreg/registry/mongodb"
+)
+
+// Session is one login on one device.
+type Session struct {
+	ID            string
+	UserID        string
+	Username      string
+	Roles         []string
+	Style         string
+	DeviceID      string
+	Platform      string
+	FCMToken      string
+	MaxDevices    int
+	CreatedAt     time.Time
+	RefreshedAt   time.Time
+	ExpiresAt     time.Time
+	IdleExpiresAt time.Time
+	Revoked       bool
+	RevokedAt     time.Time
+	RevokeReason  string
+}
+
+// sessionDoc is a session as stored. cred is its current credential: a
+// refresh token's or a Kecak token's secret, of which only hashes are
+// kept. prev_next is the successor secret sealed with a key derived from
+// the previous secret, so a duplicate of the last refresh can be answered
+// with the same successor while a dump of the database lets nobody
+// refresh.
+type sessionDoc struct {
+	ID            string     `bson:"_id"`
+	UserID        string     `bson:"user_id"`
+	Username      string     `bson:"username"`
+	Roles         []string   `bson:"roles"`
+	Style         string     `bson:"style"`
+	DeviceID      string     `bson:"device_id"`
+	Platform      string     `bson:"platform"`
+	FCMToken      string     `bson:"fcm_token"`
+	MaxDevices    int        `bson:"max_devices"`
+	CreatedAt     time.Time  `bson:"created_at"`
+	RefreshedAt   time.Time  `bson:"refreshed_at"`
+	ExpiresAt     time.Time  `bson:"expires_at"`
+	IdleExpiresAt time.Time  `bson:"idle_expires_at"`
+	Revoked       bool       `bson:"revoked"`
+	RevokedAt     time.Time  `bson:"revoked_at"`
+	RevokeReason  string     `bson:"revoke_reason"`
+	Cred          credential `bson:"cred"`
+}
+
+type credential struct {
+	Gen       int64     `bson:"gen"`
+	Hash      string    `bson:"hash"`
+	PrevHash  string    `bson:"prev_hash"`
+	PrevNext  []byte    `bson:"prev_next"`
+	RotatedAt time.Time `bson:"rotated_at"`
+}
+
+func (d *sessionDoc) session() Session {
+	return Session{
+		ID: d.ID, UserID: d.UserID, Username: d.Username, Roles: d.Roles, Style: d.Style,
+		DeviceID: d.DeviceID, Platform: d.Platform, FCMToken: d.FCMToken, MaxDevices: d.MaxDevices,
+		CreatedAt: d.CreatedAt, RefreshedAt: d.RefreshedAt, ExpiresAt: d.ExpiresAt,
+		IdleExpiresAt: d.IdleExpiresAt, Revoked: d.Revoked, RevokedAt: d.RevokedAt, RevokeReason: d.RevokeReason,
+	}
+}
+
+func sessionIndexes() []mongo.IndexModel {
+	return []mongo.IndexModel{
+		{Keys: bson.D{{Key: "user_id", Value: 1}, {Key: "revoked", Value: 1}}, Options: options.Index().SetName("user_live")},
+		{Keys: bson.D{{Key: "expires_at", Value: 1}}, Options: options.Index().SetName("expiry")},
+	}
+}
+
+// sessions is the sessions collection.
+type sessions struct {
+	coll *mongo.Collection
+	// locks serialise credential changes per session inside this process.
+	// On MongoDB the conditional update alone is atomic; FerretDB v1 runs
+	// findAndModify as a read then a write, so without the lock two
+	// refreshes with one token could both win.
+	locks stripedMutex
+}
+
+// stripedMutex is a fixed set of mutexes chosen by key hash: bounded
+// memory, and unrelated keys rarely contend.
+type stripedMutex struct{ stripes [256]sync.Mutex }
+
+func (m *stripedMutex) lock(key string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	mu := &m.stripes[h.Sum32()%uint32(len(m.stripes))]
+	mu.Lock()
+	return mu.Unlock
+}
+
+func (ss *sessions) insert(ctx context.Context, d *sessionDoc) error {
+	if _, err := ss.coll.InsertOne(ctx, d); err != nil {
+		return fmt.Errorf("auth: create session: %w", mongodb.Wrap(err))
+	}
+	return nil
+}
+
+func (ss *sessions) get(ctx context.Context, id string) (*sessionDoc, error) {
+	var d sessionDoc
+	err := ss.coll.FindOne(ctx, bson.M{"_id": id}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, fmt.Errorf("auth: session: %w", ErrInvalidToken)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("auth: get session: %w", mongodb.Wrap(err))
+	}
+	return &d, nil
+}
+
+// presented is a credential a client showed: session, generation, secret.
+type presented struct {
+	sessionID string
+	gen       int64
+	secret    []byte
+}
+
+// advanced is the outcome of using a credential.
+type advanced struct {
+	doc    *sessionDoc
+	gen    int64
+	secret []byte
+	// duplicate: the credential had just been rotated (within the grace
+	// window); the answer repeats the successor and nothing changed.
+	duplicate bool
+}
+
+// advancePolicy says how a use of a credential changes the session.
+type advancePolicy struct {
+	rotate     bool
+	now        time.Time
+	refreshTTL time.Duration
+	grace      time.Duration
+	// set holds extra fields to write with the credential change.
+	set bson.M
+}
+
+// advance uses a credential: rotating it (a new secret replaces it) or
+// not (the session's idle expiry slides). The happy path is one round trip.
+func (ss *sessions) advance(ctx context.Context, p presented, pol advancePolicy) (advanced, error) {
+	unlock := ss.locks.lock(p.sessionID)
+	defer unlock()
+
+	h := hashSecret(p.secret)
+	filter := bson.M{
+		"_id": p.sessionID, "revoked": false, "cred.gen": p.gen, "cred.hash": h,
+		"expires_at": bson.M{"$gt": pol.now}, "idle_expires_at": bson.M{"$gt": pol.now},
+	}
+	set := bson.M{"refreshed_at": pol.now}
+	for k, v := range pol.set {
+		set[k] = v
+	}
+	out := advanced{gen: p.gen, secret: p.secret}
+	if pol.rotate {
+		out.gen, out.secret = p.gen+1, newSecret()
+		sealed, err := seal(p.secret, out.secret)
+		if err != nil {
+			return advanced{}, err
+		}
+		set["cred"] = credential{Gen: out.gen, Hash: hashSecret(out.secret), PrevHash: h, PrevNext: sealed, RotatedAt: pol.now}
+	}
+	// The idle expiry slides but never past the absolute one; the pipeline
+	// form that would express min() is not in FerretDB v1, so the sliding
+	// value is capped after reading (see below).
+	set["idle_expires_at"] = pol.now.Add(pol.refreshTTL)
+	var d sessionDoc
+	err := ss.coll.FindOneAndUpdate(ctx, filter, bson.M{"$set": set},
+		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
+	if err == nil {
+		if d.IdleExpiresAt.After(d.ExpiresAt) {
+			d.IdleExpiresAt = d.ExpiresAt
+		}
+		out.doc = &d
+		return out, nil
+	}
+	if !errors.Is(err, mongo.ErrNoDocuments) {
+		return advanced{}, fmt.Errorf("auth: refresh session: %w", mongodb.Wrap(err))
+	}
+	return ss.diagnose(ctx, p, pol)
+}
+
+// diagnose explains why a credential did not match: unknown, revoked,
+// expired, a duplicate within the grace window, or reuse of a retired
+// credential, which revokes the session.
+func (ss *sessions) diagnose(ctx context.Context, p presented, pol advancePolicy) (advanced, error) {
+	d, err := ss.get(ctx, p.sessionID)
+	if err != nil {
+		return advanced{}, err
+	}
+	h := hashSecret(p.secret)
+	live := pol.now.Before(d.ExpiresAt) && pol.now.Before(d.IdleExpiresAt)
+	switch {
+	case d.Revoked:
+		return advanced{}, fmt.Errorf("auth: session %s: %w", d.ID, ErrSessionRevoked)
+	case d.Cred.Gen == p.gen && equalHash(d.Cred.Hash, h):
+		return advanced{}, fmt.Errorf("auth: session %s: %w", d.ID, ErrTokenExpired)
+	case d.Cred.Gen == p.gen+1 && equalHash(d.Cred.PrevHash, h) && pol.now.Sub(d.Cred.RotatedAt) <= pol.grace:
+		if !live {
+			return advanced{}, fmt.Errorf("auth: session %s: %w", d.ID, ErrTokenExpired)
+		}
+		next, err := open(p.secret, d.Cred.PrevNext)
+		if err != nil || !equalHash(hashSecret(next), d.Cred.Hash) {
+			return advanced{}, fmt.Errorf("auth: session %s: successor unavailable: %w", d.ID, ErrInvalidToken)
+		}
+		return advanced{doc: d, gen: d.Cred.Gen, secret: next, duplicate: true}, nil
+	case p.gen < d.Cred.Gen:
+		// The credential is genuine (its MAC or signature was checked) but
+		// retired: someone holds a copy. End the session for everyone.
+		if err := ss.revoke(ctx, d.ID, "refresh token reuse detected", pol.now); err != nil {
+			return advanced{}, err
+		}
+		d.Revoked = true
+		return advanced{doc: d}, fmt.Errorf("auth: session %s: %w", d.ID, ErrTokenReused)
+	}
+	return advanced{}, fmt.Errorf("auth: session %s: %w", d.ID, ErrInvalidToken)
+}
+
+// check reports whether a credential is current (or a duplicate within the
+// grace window) without changing anything.
+func (ss *sessions) check(ctx context.Context, p presented, now time.Time, grace time.Duration) (*sessionDoc, error) {
+	d, err := ss.get(ctx, p.sessionID)
+	if err != nil {
+		return nil, err
+	}
+	h := hashSecret(p.secret)
+	switch {
+	case d.Revoked:
+		return nil, fmt.Errorf("auth: session %s: %w", d.ID, ErrSessionRevoked)
+	case !now.Before(d.ExpiresAt) || !now.Before(d.IdleExpiresAt):
+		return nil, fmt.Errorf("auth: session %s: %w", d.ID, ErrTokenExpired)
+	case d.Cred.Gen == p.gen && equalHash(d.Cred.Hash, h):
+		return d, nil
+	case d.Cred.Gen == p.gen+1 && equalHash(d.Cred.PrevHash, h) && now.Sub(d.Cred.RotatedAt) <= grace:
+		return d, nil
+	}
+	return nil, fmt.Errorf("auth: session %s: retired credential: %w", d.ID, ErrInvalidToken)
+}
+
+func (ss *sessions) setFields(ctx context.Context, id string, set bson.M) error {
+	if _, err := ss.coll.UpdateOne(ctx, bson.M{"_id": id}, bson.M{"$set": set}); err != nil {
+		return fmt.Errorf("auth: update session: %w", mongodb.Wrap(err))
+	}
+	return nil
+}
+
+func (ss *sessions) revoke(ctx context.Context, id, reason string, now time.Time) error {
+	_, err := ss.coll.UpdateOne(ctx, bson.M{"_id": id, "revoked": false},
+		bson.M{"$set": bson.M{"revoked": true, "revoked_at": now, "revoke_reason": reason}})
+	if err != nil {
+		return fmt.Errorf("auth: revoke session: %w", mongodb.Wrap(err))
+	}
+	return nil
+}
+
+// revokeUser revokes every live session of a user and returns them.
+func (ss *sessions) revokeUser(ctx context.Context, userID, reason string, now time.Time) ([]Session, error) {
+	live, err := ss.listUser(ctx, userID, true)
+	if err != nil {
+		return nil, err
+	}
+	_, err = ss.coll.UpdateMany(ctx, bson.M{"user_id": userID, "revoked": false},
+		bson.M{"$set": bson.M{"revoked": true, "revoked_at": now, "revoke_reason": reason}})
+	if err != nil {
+		return nil, fmt.Errorf("auth: revoke sessions: %w", mongodb.Wrap(err))
+	}
+	return live, nil
+}
+
+func (ss *sessions) listUser(ctx context.Context, userID string, liveOnly bool) ([]Session, error) {
+	filter := bson.M{"user_id": userID}
+	if liveOnly {
+		filter["revoked"] = false
+	}
+	cur, err := ss.coll.Find(ctx, filter)
+	if err != nil {
+		return nil, fmt.Errorf("auth: list sessions: %w", mongodb.Wrap(err))
+	}
+	var docs []sessionDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("auth: list sessions: %w", mongodb.Wrap(err))
+	}
+	out := make([]Session, len(docs))
+	for i := range docs {
+		out[i] = docs[i].session()
+	}
+	return out, nil
+}
+
+func equalHash(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+
+// seal encrypts next with a key only the holder of prev can derive.
+func seal(prev, next []byte) ([]byte, error) {
+	aead, err := successorAEAD(prev)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, aead.NonceSize())
+	rand.Read(nonce)
+	return aead.Seal(nonce, nonce, next, nil), nil
+}
+
+func open(prev, sealed []byte) ([]byte, error) {
+	aead, err := successorAEAD(prev)
+	if err != nil {
+		return nil, err
+	}
+	if len(sealed) < aead.NonceSize() {
+		return nil, errors.New("auth: sealed successor too short")
+	}
+	return aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], nil)
+}
+
+func successorAEAD(prev []byte) (cipher.AEAD, error) {
+	key, err := hkdf.Key(sha256.New, prev, nil, "pushreg successor", 32)
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}

@@ -1,0 +1,310 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/pushreg/pushreg/registry/mongodb"
+)
+
+// Roles a user can hold.
+const (
+	RoleUser  = "user"
+	RoleAdmin = "admin"
+)
+
+// Plan is a user's account plan; DeviceCount caps their devices.
+type Plan struct {
+	Name           string `bson:"name"`
+	DeviceCount    int    `bson:"device_count"`
+	DataPointCount int    `bson:"data_point_count"`
+	EmailCount     int    `bson:"email_count"`
+}
+
+// Profile is what a user shows of themselves.
+type Profile struct {
+	Nickname string `bson:"nickname"`
+	Timezone string `bson:"timezone"`
+	Language string `bson:"language"`
+	ImageURL string `bson:"image_url"`
+	Plan     Plan   `bson:"plan"`
+}
+
+// User is an account. PasswordHash never leaves this package's callers'
+// servers: the HTTP layer has no field for it.
+type User struct {
+	ID           string    `bson:"_id"`
+	Username     string    `bson:"username"`
+	UsernameKey  string    `bson:"username_key"`
+	Email        string    `bson:"email"`
+	EmailKey     string    `bson:"email_key"`
+	PasswordHash string    `bson:"password_hash"`
+	Roles        []string  `bson:"roles"`
+	Disabled     bool      `bson:"disabled"`
+	Profile      Profile   `bson:"profile"`
+	CreatedAt    time.Time `bson:"created_at"`
+	UpdatedAt    time.Time `bson:"updated_at"`
+	LastLoginAt  time.Time `bson:"last_login_at"`
+}
+
+// HasRole reports whether the user holds role.
+func (u *User) HasRole(role string) bool {
+	for _, r := range u.Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+// FullName is the display name Kecak answers with.
+func (u *User) FullName() string {
+	if u.Profile.Nickname != "" {
+		return u.Profile.Nickname
+	}
+	return u.Username
+}
+
+var usernamePattern = regexp.MustCompile(`^[A-Za-z0-9._@+-]{1,64}$`)
+
+// NewUser is a request to create an account.
+type NewUser struct {
+	Username string
+	Password string
+	Email    string
+	Roles    []string
+	Profile  Profile
+}
+
+func (n *NewUser) validate() error {
+	if !usernamePattern.MatchString(n.Username) {
+		return invalid("username", "must be 1-64 characters of letters, digits and . _ @ + -")
+	}
+	if err := validatePassword(n.Password); err != nil {
+		return err
+	}
+	if err := validateEmail(n.Email); err != nil {
+		return err
+	}
+	if len(n.Roles) == 0 {
+		n.Roles = []string{RoleUser}
+	}
+	for _, r := range n.Roles {
+		if r != RoleUser && r != RoleAdmin {
+			return invalid("roles", fmt.Sprintf("unknown role %q (user, admin)", r))
+		}
+	}
+	return validateProfile(n.Profile)
+}
+
+func validatePassword(p string) error {
+	if n := utf8.RuneCountInString(p); n < 8 || len(p) > 256 || !utf8.ValidString(p) {
+		return invalid("password", "must be 8-256 characters of valid UTF-8")
+	}
+	return nil
+}
+
+func validateEmail(e string) error {
+	if e == "" {
+		return nil
+	}
+	at := strings.IndexByte(e, '@')
+	if len(e) > 254 || at < 1 || at == len(e)-1 || strings.ContainsAny(e, " \t\r\n\x00") || !utf8.ValidString(e) {
+		return invalid("email", "is not an email address")
+	}
+	return nil
+}
+
+func validText(field, v string) error {
+	if len(v) > 512 || !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+		return invalid(field, "must be at most 512 bytes of valid UTF-8 without NUL")
+	}
+	return nil
+}
+
+func validateProfile(p Profile) error {
+	for field, v := range map[string]string{"nickname": p.Nickname, "timezone": p.Timezone, "language": p.Language, "image_url": p.ImageURL} {
+		if err := validText(field, v); err != nil {
+			return err
+		}
+	}
+	if p.Plan.DeviceCount < 0 || p.Plan.DataPointCount < 0 || p.Plan.EmailCount < 0 {
+		return invalid("plan", "counts must not be negative")
+	}
+	return nil
+}
+
+// users is the users collection.
+type users struct {
+	coll   *mongo.Collection
+	params PasswordParams
+	now    func() time.Time
+}
+
+func userIndexes() []mongo.IndexModel {
+	return []mongo.IndexModel{
+		{Keys: bson.D{{Key: "username_key", Value: 1}}, Options: options.Index().SetUnique(true).SetName("username_unique")},
+		{Keys: bson.D{{Key: "email_key", Value: 1}}, Options: options.Index().SetName("email")},
+	}
+}
+
+func (us *users) create(ctx context.Context, n NewUser) (*User, error) {
+	if err := n.validate(); err != nil {
+		return nil, err
+	}
+	now := us.now()
+	u := &User{
+		ID: randomID(12), Username: n.Username, UsernameKey: strings.ToLower(n.Username),
+		Email: n.Email, EmailKey: strings.ToLower(n.Email),
+		PasswordHash: hashPassword(n.Password, us.params),
+		Roles:        n.Roles, Profile: n.Profile, CreatedAt: now, UpdatedAt: now,
+	}
+	if _, err := us.coll.InsertOne(ctx, u); err != nil {
+		err = mongodb.Wrap(err)
+		if errors.Is(err, mongodb.ErrDuplicate) {
+			return nil, fmt.Errorf("auth: create user %q: %w", n.Username, ErrUsernameTaken)
+		}
+		return nil, fmt.Errorf("auth: create user: %w", err)
+	}
+	return u, nil
+}
+
+func (us *users) findOne(ctx context.Context, filter bson.M, what string) (*User, error) {
+	var u User
+	err := us.coll.FindOne(ctx, filter).Decode(&u)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, fmt.Errorf("auth: user %s: %w", what, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("auth: find user: %w", mongodb.Wrap(err))
+	}
+	return &u, nil
+}
+
+func (us *users) byID(ctx context.Context, id string) (*User, error) {
+	return us.findOne(ctx, bson.M{"_id": id}, id)
+}
+
+// byLogin finds a user by username, or by email when the login looks like
+// one and no username matches.
+func (us *users) byLogin(ctx context.Context, login string) (*User, error) {
+	key := strings.ToLower(login)
+	u, err := us.findOne(ctx, bson.M{"username_key": key}, "by name")
+	if err == nil || !errors.Is(err, ErrNotFound) || !strings.Contains(login, "@") {
+		return u, err
+	}
+	return us.findOne(ctx, bson.M{"email_key": key}, "by email")
+}
+
+// UserPatch changes the fields that are set.
+type UserPatch struct {
+	Email    *string
+	Password *string
+	Roles    *[]string
+	Disabled *bool
+	Nickname *string
+	Timezone *string
+	Language *string
+	ImageURL *string
+	Plan     *Plan
+}
+
+func (us *users) update(ctx context.Context, id string, p UserPatch) (*User, error) {
+	set := bson.M{"updated_at": us.now()}
+	if p.Email != nil {
+		if err := validateEmail(*p.Email); err != nil {
+			return nil, err
+		}
+		set["email"], set["email_key"] = *p.Email, strings.ToLower(*p.Email)
+	}
+	if p.Password != nil {
+		if err := validatePassword(*p.Password); err != nil {
+			return nil, err
+		}
+		set["password_hash"] = hashPassword(*p.Password, us.params)
+	}
+	if p.Roles != nil {
+		n := NewUser{Username: "x", Password: "xxxxxxxx", Roles: *p.Roles}
+		if err := n.validate(); err != nil {
+			return nil, err
+		}
+		set["roles"] = n.Roles
+	}
+	if p.Disabled != nil {
+		set["disabled"] = *p.Disabled
+	}
+	for field, v := range map[string]*string{"nickname": p.Nickname, "timezone": p.Timezone, "language": p.Language, "image_url": p.ImageURL} {
+		if v != nil {
+			if err := validText(field, *v); err != nil {
+				return nil, err
+			}
+			set["profile."+field] = *v
+		}
+	}
+	if p.Plan != nil {
+		if err := validateProfile(Profile{Plan: *p.Plan}); err != nil {
+			return nil, err
+		}
+		set["profile.plan"] = *p.Plan
+	}
+	var u User
+	err := us.coll.FindOneAndUpdate(ctx, bson.M{"_id": id}, bson.M{"$set": set},
+		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&u)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, fmt.Errorf("auth: user %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("auth: update user: %w", mongodb.Wrap(err))
+	}
+	return &u, nil
+}
+
+// list returns users ordered by username key after cursor.
+func (us *users) list(ctx context.Context, prefix, cursor string, limit int) ([]User, string, error) {
+	filter := bson.M{}
+	key := bson.M{}
+	if prefix != "" {
+		key["$gte"] = strings.ToLower(prefix)
+		key["$lt"] = strings.ToLower(prefix) + "\uffff"
+	}
+	if cursor != "" {
+		key["$gt"] = cursor
+		if lo, ok := key["$gte"].(string); ok && lo > cursor {
+			delete(key, "$gt")
+		} else {
+			delete(key, "$gte")
+		}
+	}
+	if len(key) > 0 {
+		filter["username_key"] = key
+	}
+	cur, err := us.coll.Find(ctx, filter, options.Find().
+		SetSort(bson.D{{Key: "username_key", Value: 1}}).SetLimit(int64(limit)+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("auth: list users: %w", mongodb.Wrap(err))
+	}
+	var out []User
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, "", fmt.Errorf("auth: list users: %w", mongodb.Wrap(err))
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = out[limit-1].UsernameKey
+	}
+	return out, next, nil
+}
+
+func (us *users) touchLogin(ctx context.Context, id string, at time.Time) {
+	// Best effort: Duktig shows it; a failure must not fail a login.
+	_, _ = us.coll.UpdateOne(ctx, bson.M{"_id": id}, bson.M{"$set": bson.M{"last_login_at": at}})
+}

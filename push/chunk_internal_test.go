@@ -1,0 +1,169 @@
+package push
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pushreg/pushreg/push/fcmtest"
+)
+
+// TestSendChunks sends to 1,200 tokens, in chunks of at most 500 spread over
+// the Concurrency slots. The SDK sends one HTTP request per
+// token, so the wire cannot show chunking; the onChunk hook sees each chunk as
+// it goes to the SDK, and the double's record shows every token went once.
+// The SDK also refuses more than 500 tokens in one call, so a wrong chunking
+// would fail the send outright.
+func TestSendChunks(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		concurrency int
+		want        []int // chunk sizes, sorted
+	}{
+		{1, []int{200, 500, 500}},
+		{3, []int{400, 400, 400}},
+		{8, []int{150, 150, 150, 150, 150, 150, 150, 150}},
+	}
+	for _, tt := range tests {
+		concurrency := tt.concurrency
+		t.Run(fmt.Sprintf("concurrency %d", concurrency), func(t *testing.T) {
+			t.Parallel()
+			srv := fcmtest.New(t)
+			// Latency keeps requests in flight long enough to count them.
+			srv.SetLatency(20 * time.Millisecond)
+			c, err := New(context.Background(), Config{Endpoint: srv.Endpoint(), ProjectID: srv.ProjectID(), Concurrency: concurrency})
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			var mu sync.Mutex
+			var sizes []int
+			c.onChunk = func(n int) {
+				mu.Lock()
+				defer mu.Unlock()
+				sizes = append(sizes, n)
+			}
+
+			toks := make([]string, 1200)
+			for i := range toks {
+				toks[i] = fmt.Sprintf("dev%05d:APA91bToken", i)
+			}
+			got, err := c.SendToTokens(context.Background(), toks, &Message{Data: map[string]string{"k": "v"}}, false)
+			if err != nil {
+				t.Fatalf("SendToTokens: %v", err)
+			}
+
+			slices.Sort(sizes)
+			if !slices.Equal(sizes, tt.want) {
+				t.Errorf("chunk sizes = %v, want %v", sizes, tt.want)
+			}
+			seen := make(map[string]int)
+			for _, r := range srv.Requests() {
+				seen[r.Token]++
+			}
+			for i, tok := range toks {
+				if seen[tok] != 1 {
+					t.Errorf("token %d sent %d times, want once", i, seen[tok])
+				}
+				if got[i].Index != i || got[i].Err != nil || got[i].MessageID == "" {
+					t.Errorf("result %d = %+v, want a success at index %d", i, got[i], i)
+				}
+			}
+			if len(seen) != len(toks) {
+				t.Errorf("double saw %d distinct tokens, want %d", len(seen), len(toks))
+			}
+			// The SDK runs 50 workers per call, so the chunks in flight bound
+			// the requests in flight.
+			if max := srv.Stats().MaxInFlight; max > 50*concurrency {
+				t.Errorf("%d requests in flight at most, want at most %d", max, 50*concurrency)
+			}
+		})
+	}
+}
+
+func TestChunk(t *testing.T) {
+	t.Parallel()
+	idx := func(n int) []int {
+		out := make([]int, n)
+		for i := range out {
+			out[i] = i
+		}
+		return out
+	}
+	tests := []struct {
+		n    int
+		want []int
+	}{
+		{0, nil},
+		{1, []int{1}},
+		{500, []int{500}},
+		{501, []int{500, 1}},
+		{1200, []int{500, 500, 200}},
+	}
+	for _, tt := range tests {
+		var sizes []int
+		next := 0
+		for _, ch := range chunk(idx(tt.n), MaxChunk) {
+			sizes = append(sizes, len(ch))
+			for _, i := range ch {
+				if i != next {
+					t.Fatalf("chunk(%d): index %d where %d was due", tt.n, i, next)
+				}
+				next++
+			}
+		}
+		if !slices.Equal(sizes, tt.want) {
+			t.Errorf("chunk(%d) sizes = %v, want %v", tt.n, sizes, tt.want)
+		}
+	}
+}
+
+func TestBackoffCeiling(t *testing.T) {
+	t.Parallel()
+	c := &Client{cfg: Config{RetryBase: 100 * time.Millisecond, RetryMaxWait: time.Second}}
+	for retry, ceiling := range map[int]time.Duration{
+		1: 100 * time.Millisecond, 2: 200 * time.Millisecond, 4: 800 * time.Millisecond,
+		5: time.Second, 60: time.Second,
+	} {
+		for range 200 {
+			if d := c.backoff(retry); d < 0 || d > ceiling {
+				t.Fatalf("backoff(%d) = %v, want within [0, %v]", retry, d, ceiling)
+			}
+		}
+	}
+}
+
+func TestValidCache(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := newValidCache(2, time.Hour)
+	a, b, d := keyOf("a"), keyOf("b"), keyOf("d")
+	c.add(a, now)
+	c.add(b, now)
+	if !c.hit(a, now) { // a is now the most recently used
+		t.Fatal("a missing")
+	}
+	c.add(d, now) // evicts b, the least recently used
+	if c.hit(b, now) {
+		t.Error("b still cached past the size bound")
+	}
+	if !c.hit(a, now) || !c.hit(d, now) {
+		t.Error("a or d evicted")
+	}
+	if n := c.len(); n != 2 {
+		t.Errorf("len = %d, want 2", n)
+	}
+	if c.hit(a, now.Add(time.Hour)) {
+		t.Error("a still cached at its expiry")
+	}
+	if n := c.len(); n != 1 {
+		t.Errorf("len = %d after expiry, want 1", n)
+	}
+	var off *validCache // a disabled cache
+	off.add(a, now)
+	if off.hit(a, now) {
+		t.Error("disabled cache hit")
+	}
+}
