@@ -203,6 +203,8 @@ type Grant struct {
 	Session         Session
 	AccessToken     string
 	AccessExpiresAt time.Time
+	// AccessTTL is the access token's lifetime as issued.
+	AccessTTL time.Duration
 	// RefreshToken is the session's refresh credential (new when it
 	// rotated); empty for Kecak sessions.
 	RefreshToken string
@@ -581,7 +583,7 @@ func (s *Service) issueAccess(g *Grant, d *sessionDoc, ttl time.Duration) error 
 	if err != nil {
 		return err
 	}
-	g.AccessToken, g.AccessExpiresAt = tok, c.ExpiresAt.Time
+	g.AccessToken, g.AccessExpiresAt, g.AccessTTL = tok, c.ExpiresAt.Time, ttl
 	return nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -60,8 +59,6 @@ type tokenResponse struct {
 	Scope        string `json:"scope,omitempty"`
 }
 
-func expiresIn(at time.Time) int64 { return max(0, int64(time.Until(at).Round(time.Second).Seconds())) }
-
 func (s *server) login(c echo.Context) error {
 	var req loginRequest
 	if err := decodeJSON(c, &req); err != nil {
@@ -78,7 +75,7 @@ func (s *server) login(c echo.Context) error {
 	}
 	noStore(c)
 	return c.JSON(http.StatusOK, tokenResponse{AccessToken: g.AccessToken, TokenType: "Bearer",
-		ExpiresIn: expiresIn(g.AccessExpiresAt), RefreshToken: g.RefreshToken, SessionID: g.Session.ID})
+		ExpiresIn: int64(g.AccessTTL.Seconds()), RefreshToken: g.RefreshToken, SessionID: g.Session.ID})
 }
 
 // token is the RFC 6749 token endpoint: refresh_token and
@@ -104,7 +101,7 @@ func (s *server) token(c echo.Context) error {
 			return oauthFrom(err)
 		}
 		return c.JSON(http.StatusOK, tokenResponse{AccessToken: g.AccessToken, TokenType: "Bearer",
-			ExpiresIn: expiresIn(g.AccessExpiresAt), RefreshToken: g.RefreshToken})
+			ExpiresIn: int64(g.AccessTTL.Seconds()), RefreshToken: g.RefreshToken})
 	case "client_credentials":
 		app, err := s.clientAuth(c, params.Get("client_id"), params.Get("client_secret"))
 		if err != nil {

@@ -111,6 +111,18 @@ func New(cfg Config) (*echo.Echo, error) {
 	if s.styleOn("kecak") {
 		s.kecakRoutes(e.Group(kecakPrefix, timeout, renderWith(renderKecak)))
 	}
+	if s.styleOn("duktig") {
+		s.duktigRoutes(e.Group("", timeout))
+	}
+	if s.styleOn("abitmedia") {
+		s.abitmediaRoutes(e.Group("", timeout))
+	}
+	if s.styleOn("kalsel") {
+		s.kalselRoutes(e.Group("", timeout))
+	}
+	if s.styleOn("mcs") {
+		s.mcsRoutes(e.Group("", timeout))
+	}
 	return e, nil
 }
 

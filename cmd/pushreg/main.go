@@ -93,8 +93,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return nil
 }
 
-// sweep runs the registry's token hygiene once the store is set up, then
-// every interval.
+// sweep runs the registry's token hygiene every interval once the store
+// is set up.
 func sweep(ctx context.Context, log *slog.Logger, ix *indexer, devices *registry.Store, v registry.Revalidator, every time.Duration) {
 	select {
 	case <-ctx.Done():
@@ -104,16 +104,16 @@ func sweep(ctx context.Context, log *slog.Logger, ix *indexer, devices *registry
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 		res, err := devices.Sweep(ctx, v)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("sweep failed", "error", err)
 		} else if res != (registry.SweepResult{}) {
 			log.Info("sweep", "staled", res.Staled, "expired", res.Expired, "verified", res.Verified, "invalidated", res.Invalidated)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
 		}
 	}
 }
