@@ -203,61 +203,85 @@ func (ss *sessions) advance(ctx context.Context, p presented, pol advancePolicy)
 	return ss.diagnose(ctx, p, pol)
 }
 
+// verdict is what a presented credential is to its session.
+type verdict int
+
+const (
+	verdictCurrent   verdict = iota
+	verdictDuplicate         // just rotated, inside the grace window
+	verdictExpired
+	verdictRevoked
+	verdictReused // genuine but retired: a copy is in someone else's hands
+	verdictUnknown
+)
+
+func judge(d *sessionDoc, p presented, now time.Time, grace time.Duration) verdict {
+	h := hashSecret(p.secret)
+	live := now.Before(d.ExpiresAt) && now.Before(d.IdleExpiresAt)
+	switch {
+	case d.Revoked:
+		return verdictRevoked
+	case d.Cred.Gen == p.gen && equalHash(d.Cred.Hash, h):
+		if !live {
+			return verdictExpired
+		}
+		return verdictCurrent
+	case d.Cred.Gen == p.gen+1 && equalHash(d.Cred.PrevHash, h) && now.Sub(d.Cred.RotatedAt) <= grace:
+		if !live {
+			return verdictExpired
+		}
+		return verdictDuplicate
+	case p.gen < d.Cred.Gen:
+		// The credential's MAC or signature was checked before: it is one
+		// this session really had.
+		return verdictReused
+	}
+	return verdictUnknown
+}
+
 // diagnose explains why a credential did not match: unknown, revoked,
-// expired, a duplicate within the grace window, or reuse of a retired
-// credential, which revokes the session.
+// expired, a duplicate within the grace window (answered with the same
+// successor), or reuse of a retired credential, which revokes the session.
 func (ss *sessions) diagnose(ctx context.Context, p presented, pol advancePolicy) (advanced, error) {
-	d, err := ss.get(ctx, p.sessionID)
+	d, err := ss.check(ctx, p, pol.now, pol.grace)
 	if err != nil {
 		return advanced{}, err
 	}
-	h := hashSecret(p.secret)
-	live := pol.now.Before(d.ExpiresAt) && pol.now.Before(d.IdleExpiresAt)
-	switch {
-	case d.Revoked:
-		return advanced{}, fmt.Errorf("auth: session %s: %w", d.ID, ErrSessionRevoked)
-	case d.Cred.Gen == p.gen && equalHash(d.Cred.Hash, h):
-		return advanced{}, fmt.Errorf("auth: session %s: %w", d.ID, ErrTokenExpired)
-	case d.Cred.Gen == p.gen+1 && equalHash(d.Cred.PrevHash, h) && pol.now.Sub(d.Cred.RotatedAt) <= pol.grace:
-		if !live {
-			return advanced{}, fmt.Errorf("auth: session %s: %w", d.ID, ErrTokenExpired)
-		}
-		next, err := open(p.secret, d.Cred.PrevNext)
-		if err != nil || !equalHash(hashSecret(next), d.Cred.Hash) {
-			return advanced{}, fmt.Errorf("auth: session %s: successor unavailable: %w", d.ID, ErrInvalidToken)
-		}
-		return advanced{doc: d, gen: d.Cred.Gen, secret: next, duplicate: true}, nil
-	case p.gen < d.Cred.Gen:
-		// The credential is genuine (its MAC or signature was checked) but
-		// retired: someone holds a copy. End the session for everyone.
-		if err := ss.revoke(ctx, d.ID, "refresh token reuse detected", pol.now); err != nil {
-			return advanced{}, err
-		}
-		d.Revoked = true
-		return advanced{doc: d}, fmt.Errorf("auth: session %s: %w", d.ID, ErrTokenReused)
+	if d.Cred.Gen == p.gen {
+		// The credential is current, yet the conditional update missed:
+		// another instance changed the session in between. The client
+		// may simply retry.
+		return advanced{}, fmt.Errorf("auth: session %s: concurrent update: %w", d.ID, ErrUnavailable)
 	}
-	return advanced{}, fmt.Errorf("auth: session %s: %w", d.ID, ErrInvalidToken)
+	next, err := open(p.secret, d.Cred.PrevNext)
+	if err != nil || !equalHash(hashSecret(next), d.Cred.Hash) {
+		return advanced{}, fmt.Errorf("auth: session %s: successor unavailable: %w", d.ID, ErrInvalidToken)
+	}
+	return advanced{doc: d, gen: d.Cred.Gen, secret: next, duplicate: true}, nil
 }
 
 // check reports whether a credential is current (or a duplicate within the
-// grace window) without changing anything.
+// grace window) without changing anything, except that reuse of a retired
+// credential revokes the session.
 func (ss *sessions) check(ctx context.Context, p presented, now time.Time, grace time.Duration) (*sessionDoc, error) {
 	d, err := ss.get(ctx, p.sessionID)
 	if err != nil {
 		return nil, err
 	}
-	h := hashSecret(p.secret)
-	switch {
-	case d.Revoked:
-		return nil, fmt.Errorf("auth: session %s: %w", d.ID, ErrSessionRevoked)
-	case !now.Before(d.ExpiresAt) || !now.Before(d.IdleExpiresAt):
+	switch judge(d, p, now, grace) {
+	case verdictCurrent, verdictDuplicate:
+		return d, nil
+	case verdictExpired:
 		return nil, fmt.Errorf("auth: session %s: %w", d.ID, ErrTokenExpired)
-	case d.Cred.Gen == p.gen && equalHash(d.Cred.Hash, h):
-		return d, nil
-	case d.Cred.Gen == p.gen+1 && equalHash(d.Cred.PrevHash, h) && now.Sub(d.Cred.RotatedAt) <= grace:
-		return d, nil
+	case verdictRevoked:
+		return nil, fmt.Errorf("auth: session %s: %w", d.ID, ErrSessionRevoked)
+	case verdictReused:
+		if err := ss.revoke(ctx, d.ID, "refresh token reuse detected", now); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("auth: session %s: %w", d.ID, ErrTokenReused)
 	}
-	return nil, fmt.Errorf("auth: session %s: retired credential: %w", d.ID, ErrInvalidToken)
+	return nil, fmt.Errorf("auth: session %s: %w", d.ID, ErrInvalidToken)
 }
 
 func (ss *sessions) setFields(ctx context.Context, id string, set bson.M) error {

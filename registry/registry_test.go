@@ -158,3 +158,63 @@ func TestConcurrentBindsOfOneDeviceMakeOneRecord(t *testing.T) {
 		t.Errorf("%d device records after 20 concurrent binds, want 1", n)
 	}
 }
+
+// verdicts is a Revalidator answering from a table.
+type verdicts map[string]registry.Verdict
+
+func (v verdicts) Revalidate(_ context.Context, token string) (registry.Verdict, error) {
+	return v[token], nil
+}
+
+func TestSweepMarksStaleDeletesExpiredAndRevalidates(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	s, _ := newStore(t, registry.Config{Now: clk.Now, StaleAfter: 60 * 24 * time.Hour, ExpireAfter: 270 * 24 * time.Hour})
+	ctx := context.Background()
+	bind := func(device, token string, verified bool) {
+		t.Helper()
+		if _, err := s.Bind(ctx, registry.Binding{UserID: "u", DeviceID: device, FCMToken: token, Verified: verified}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bind("ancient", "tok-ancient", true)
+	clk.Advance(220 * 24 * time.Hour)
+	bind("old", "tok-old", true)
+	clk.Advance(61 * 24 * time.Hour)
+	bind("fresh", "tok-fresh", true)
+	bind("unsure-good", "tok-good", false)
+	bind("unsure-bad", "tok-bad", false)
+
+	res, err := s.Sweep(ctx, verdicts{"tok-good": registry.VerdictValid, "tok-bad": registry.VerdictInvalid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := registry.SweepResult{Staled: 2, Expired: 1, Verified: 1, Invalidated: 1}
+	if res != want {
+		t.Errorf("Sweep = %+v, want %+v", res, want)
+	}
+	status := func(device string) registry.TokenStatus {
+		d, err := s.Get(ctx, "u", device)
+		if err != nil {
+			return "gone"
+		}
+		return d.TokenStatus
+	}
+	for device, want := range map[string]registry.TokenStatus{
+		"ancient": "gone", "old": registry.TokenStale, "fresh": registry.TokenValid,
+		"unsure-good": registry.TokenValid, "unsure-bad": registry.TokenInvalid,
+	} {
+		if got := status(device); got != want {
+			t.Errorf("%s: status %s, want %s", device, got, want)
+		}
+	}
+	pushable, _ := s.Pushable(ctx, "u")
+	if len(pushable) != 2 {
+		t.Errorf("%d pushable devices, want 2 (fresh, unsure-good)", len(pushable))
+	}
+	// A stale token the app confirms again is pushable again.
+	bind("old", "tok-old", true)
+	if got := status("old"); got != registry.TokenValid {
+		t.Errorf("re-confirmed stale token: status %s, want valid", got)
+	}
+}
