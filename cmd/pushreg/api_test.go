@@ -61,6 +61,48 @@ type api struct {
 
 	adminOnce  sync.Once
 	adminToken string
+
+	secretsMu sync.Mutex
+	secrets   map[string]bool
+}
+
+// secretFields are the JSON fields, in requests and responses of every
+// style, whose values must never reach the logs.
+var secretFields = map[string]bool{
+	"password": true, "access_token": true, "refresh_token": true, "token": true,
+	"accessToken": true, "refreshToken": true, "app_secret": true, "client_secret": true,
+}
+
+// remember records the secrets in a JSON body or form.
+func (a *api) remember(values map[string]any) {
+	a.secretsMu.Lock()
+	defer a.secretsMu.Unlock()
+	collectSecrets(values, a.secrets)
+}
+
+func collectSecrets(values map[string]any, into map[string]bool) {
+	for k, v := range values {
+		switch x := v.(type) {
+		case string:
+			if secretFields[k] && len(x) >= 8 {
+				into[x] = true
+			}
+		case map[string]any:
+			collectSecrets(x, into)
+		}
+	}
+}
+
+// checkLogs fails the test if any secret it used appears in the logs.
+func (a *api) checkLogs() {
+	logs := a.logs.String()
+	a.secretsMu.Lock()
+	defer a.secretsMu.Unlock()
+	for s := range a.secrets {
+		if strings.Contains(logs, s) {
+			a.t.Errorf("a secret (%.6s…) appears in the service's logs", s)
+		}
+	}
 }
 
 const (
@@ -93,7 +135,7 @@ func newAPI(t *testing.T, env map[string]string) *api {
 	cfg.MongoDatabase = db.Name()
 
 	a := &api{t: t, fcm: fcm, clock: &testClock{t: time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)},
-		cfg: cfg, logs: &syncBuffer{}, db: db}
+		cfg: cfg, logs: &syncBuffer{}, db: db, secrets: map[string]bool{adminPass: true}}
 	log := slog.New(slog.NewJSONHandler(a.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a.svc, err = build(context.Background(), cfg, log, mongotest.URI(t), a.clock.Now)
 	if err != nil {
@@ -107,6 +149,7 @@ func newAPI(t *testing.T, env map[string]string) *api {
 	}
 	srv := httptest.NewServer(a.svc.handler)
 	t.Cleanup(srv.Close)
+	t.Cleanup(a.checkLogs)
 	a.url = srv.URL
 	a.host = strings.TrimPrefix(srv.URL, "http://")
 	return a
@@ -145,12 +188,19 @@ func (a *api) do(req request) response {
 		body, ctype = strings.NewReader(b), "application/json"
 	case url.Values:
 		body, ctype = strings.NewReader(b.Encode()), "application/x-www-form-urlencoded"
+		for k, v := range b {
+			a.remember(map[string]any{k: strings.Join(v, "")})
+		}
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
 			a.t.Fatal(err)
 		}
 		body, ctype = bytes.NewReader(j), "application/json"
+		var m map[string]any
+		if json.Unmarshal(j, &m) == nil {
+			a.remember(m)
+		}
 	}
 	hr, err := http.NewRequest(req.method, a.url+req.path, body)
 	if err != nil {
@@ -172,6 +222,13 @@ func (a *api) do(req request) response {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if json.Unmarshal(b, &m) == nil {
+		a.remember(m)
+	}
+	if auth := hr.Header.Get("Authorization"); len(auth) > 16 {
+		a.remember(map[string]any{"token": auth[strings.LastIndexByte(auth, ' ')+1:]})
+	}
 	return response{status: resp.StatusCode, header: resp.Header, body: b}
 }
 

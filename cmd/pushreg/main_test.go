@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -103,12 +106,54 @@ func (s *process) waitStatus(t *testing.T, path string, want int) string {
 }
 
 func TestServiceStartsOnEmbeddedStoreAndStops(t *testing.T) {
-	s := startService(t, map[string]string{})
+	dir := t.TempDir()
+	env := map[string]string{"PUSHREG_DATA_DIR": dir, "PUSHREG_ADMIN_USERNAME": "admin", "PUSHREG_ADMIN_PASSWORD": "first-password"}
+	s := startService(t, env)
 	if got, body := s.status(t, "/healthz"); got != http.StatusOK {
 		t.Fatalf("/healthz = %d %s, want 200", got, body)
 	}
 	s.waitStatus(t, "/readyz", http.StatusOK)
+	token := s.login(t, "admin", "first-password")
 	s.stop(t)
+
+	fi, err := os.Stat(filepath.Join(dir, "jwt-signing-key.pem"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("generated key: %v, mode %v, want 0600", err, fi.Mode().Perm())
+	}
+
+	// A second start finds the first one's data: the admin (whose password
+	// a changed variable does not overwrite) and the signing key.
+	env["PUSHREG_ADMIN_PASSWORD"] = "second-password"
+	s = startService(t, env)
+	s.waitStatus(t, "/readyz", http.StatusOK)
+	s.login(t, "admin", "first-password")
+	req, _ := http.NewRequest("GET", s.url+"/v1/me/devices", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("the first run's access token after a restart = %d, want 200 (same signing key)", resp.StatusCode)
+	}
+}
+
+func (s *process) login(t *testing.T, user, pass string) string {
+	t.Helper()
+	resp, err := http.Post(s.url+"/v1/auth/login", "application/json",
+		strings.NewReader(fmt.Sprintf(`{"username":%q,"password":%q}`, user, pass)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("login %s = %d (%v), want 200", user, resp.StatusCode, err)
+	}
+	return body.AccessToken
 }
 
 func TestServiceRunsWithUnreachableMongoDB(t *testing.T) {
