@@ -206,3 +206,15 @@ func TestConfigFlagsOverrideEnvironment(t *testing.T) {
 		t.Errorf("issuer = %q, want the public URL default", cfg.Issuer)
 	}
 }
+
+func TestEverySettingIsInTheREADME(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range settings() {
+		if !strings.Contains(string(readme), "| `"+s.env+"` |") {
+			t.Errorf("README's configuration table lacks %s", s.env)
+		}
+	}
+}
