@@ -49,6 +49,12 @@ func checkPassword(password, phc string) (bool, error) {
 	if err := errors.Join(err1, err2); err != nil {
 		return false, fmt.Errorf("auth: password hash: %w", err)
 	}
+	// A corrupt stored hash must be an error: argon2 panics on an empty
+	// key length, and absurd costs would let one row stall a login.
+	if len(salt) < 8 || len(want) < 16 || len(want) > 64 ||
+		p.MemoryKiB < 8 || p.MemoryKiB > 1<<21 || p.Iterations < 1 || p.Iterations > 16 || p.Parallelism < 1 {
+		return false, errors.New("auth: password hash out of bounds")
+	}
 	got := argon2.IDKey([]byte(password), salt, p.Iterations, p.MemoryKiB, p.Parallelism, uint32(len(want)))
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
 }

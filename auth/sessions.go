@@ -257,7 +257,44 @@ func (ss *sessions) diagnose(ctx context.Context, p presented, pol advancePolicy
 	if err != nil || !equalHash(hashSecret(next), d.Cred.Hash) {
 		return advanced{}, fmt.Errorf("auth: session %s: successor unavailable: %w", d.ID, ErrInvalidToken)
 	}
+	if changesFields(d, pol.set) {
+		// A duplicate asking for another binding (a retry whose first
+		// answer was lost, sent with the FCM token the app has now) has had
+		// its device bound by the caller; the session must name that
+		// binding too, or the two disagree until the next refresh.
+		if d, err = ss.setIfCurrent(ctx, d, pol.set); err != nil {
+			return advanced{}, err
+		}
+	}
 	return advanced{doc: d, gen: d.Cred.Gen, secret: next, duplicate: true}, nil
+}
+
+// changesFields reports whether set gives any of the session's binding
+// fields a new value (any other field counts as a change).
+func changesFields(d *sessionDoc, set bson.M) bool {
+	cur := map[string]string{"device_id": d.DeviceID, "fcm_token": d.FCMToken, "platform": d.Platform}
+	for k, v := range set {
+		if s, ok := v.(string); !ok || cur[k] != s {
+			return true
+		}
+	}
+	return false
+}
+
+// setIfCurrent writes set to the session unless its credential moved on
+// since d was read.
+func (ss *sessions) setIfCurrent(ctx context.Context, d *sessionDoc, set bson.M) (*sessionDoc, error) {
+	var out sessionDoc
+	err := ss.coll.FindOneAndUpdate(ctx,
+		bson.M{"_id": d.ID, "revoked": false, "cred.gen": d.Cred.Gen, "cred.hash": d.Cred.Hash},
+		bson.M{"$set": set}, options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&out)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, fmt.Errorf("auth: session %s: concurrent update: %w", d.ID, ErrUnavailable)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("auth: update session binding: %w", mongodb.Wrap(err))
+	}
+	return &out, nil
 }
 
 // check reports whether a credential is current (or a duplicate within the

@@ -49,7 +49,7 @@ func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return 
 // fresh database of the test MongoDB server, with the real Firebase SDK
 // pointed at an FCM double.
 type api struct {
-	t     *testing.T
+	t     testing.TB
 	url   string
 	host  string
 	fcm   *fcmtest.Server
@@ -111,7 +111,7 @@ const (
 )
 
 // newAPI starts pushreg; env sets variables as an operator would.
-func newAPI(t *testing.T, env map[string]string) *api {
+func newAPI(t testing.TB, env map[string]string) *api {
 	t.Helper()
 	fcm := fcmtest.New(t)
 	vars := map[string]string{
@@ -169,7 +169,7 @@ type response struct {
 	body   []byte
 }
 
-func (r response) json(t *testing.T) map[string]any {
+func (r response) json(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.body, &m); err != nil {
@@ -180,6 +180,12 @@ func (r response) json(t *testing.T) map[string]any {
 
 func (a *api) do(req request) response {
 	a.t.Helper()
+	return a.send(a.t, req)
+}
+
+// send is do reporting failures to t: fuzz targets must use their own t.
+func (a *api) send(t testing.TB, req request) response {
+	t.Helper()
 	var body io.Reader
 	ctype := ""
 	switch b := req.body.(type) {
@@ -194,7 +200,7 @@ func (a *api) do(req request) response {
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
-			a.t.Fatal(err)
+			t.Fatal(err)
 		}
 		body, ctype = bytes.NewReader(j), "application/json"
 		var m map[string]any
@@ -204,7 +210,7 @@ func (a *api) do(req request) response {
 	}
 	hr, err := http.NewRequest(req.method, a.url+req.path, body)
 	if err != nil {
-		a.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if ctype != "" {
 		hr.Header.Set("Content-Type", ctype)
@@ -218,7 +224,7 @@ func (a *api) do(req request) response {
 	}
 	resp, err := http.DefaultClient.Do(hr)
 	if err != nil {
-		a.t.Fatalf("%s %s: %v", req.method, req.path, err)
+		t.Fatalf("%s %s: %v", req.method, req.path, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
