@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pushreg/pushreg/auth"
+	"github.com/pushreg/pushreg/push"
 	"github.com/pushreg/pushreg/registry"
 	"github.com/pushreg/pushreg/registry/mongodb"
 )
@@ -54,6 +55,11 @@ var classifications = []classification{
 	{auth.ErrFCMUnavailable, problem{Status: http.StatusServiceUnavailable, Title: "Service Unavailable", Code: "fcm_unavailable", Detail: "Firebase could not validate the token; retry later", RetryAfter: 5}},
 	{registry.ErrNotFound, problem{Status: http.StatusNotFound, Title: "Not Found", Code: "not_found"}},
 	{registry.ErrBadCursor, problem{Status: http.StatusBadRequest, Title: "Bad Request", Code: "invalid_cursor", Detail: "the cursor is not one this server handed out"}},
+	{push.ErrPayloadInvalid, problem{Status: http.StatusBadRequest, Title: "Bad Request", Code: "invalid_payload"}},
+	{push.ErrNotConfigured, problem{Status: http.StatusServiceUnavailable, Title: "Service Unavailable", Code: "push_not_configured", Detail: "FCM is not configured (format-only mode), so nothing can be sent; set PUSHREG_FCM_CREDENTIALS_FILE or PUSHREG_FCM_ENDPOINT"}},
+	{push.ErrUnknownUser, problem{Status: http.StatusNotFound, Title: "Not Found", Code: "not_found", Detail: "no such user"}},
+	{registry.ErrIdempotencyMismatch, problem{Status: http.StatusUnprocessableEntity, Title: "Unprocessable Entity", Code: "idempotency_key_reused", Detail: "the Idempotency-Key was already used for a different request"}},
+	{registry.ErrIdempotencyInProgress, problem{Status: http.StatusConflict, Title: "Conflict", Code: "idempotency_in_progress", Detail: "a request with this Idempotency-Key is still in progress; retry when it is done", RetryAfter: 1}},
 	{mongodb.ErrUnavailable, problem{Status: http.StatusServiceUnavailable, Title: "Service Unavailable", Code: "store_unavailable", Detail: "the store is unavailable; retry later", RetryAfter: 1}},
 }
 

@@ -21,6 +21,7 @@ func (s *server) nativeRoutes(g *echo.Group) {
 	me.DELETE("/devices/:device_id", s.deleteMyDevice)
 
 	s.adminRoutes(g.Group("/admin", s.authenticate(true)))
+	s.messageRoutes(g)
 }
 
 func (s *server) jwks(c echo.Context) error {

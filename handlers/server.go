@@ -13,6 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pushreg/pushreg/auth"
 	"github.com/pushreg/pushreg/registry"
@@ -40,6 +41,11 @@ type Config struct {
 	CORSAllowedOrigins []string
 	// RequestTimeout bounds the work of one request (default 15s).
 	RequestTimeout time.Duration
+	// Push sends messages (default: every send answers 503, not configured).
+	Push Pusher
+	// Metrics is served on GET /metrics, with request metrics added
+	// (default: a registry of its own).
+	Metrics *prometheus.Registry
 }
 
 func (c *Config) validate() error {
@@ -55,6 +61,12 @@ func (c *Config) validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 15 * time.Second
+	}
+	if c.Push == nil {
+		c.Push = noPusher{}
+	}
+	if c.Metrics == nil {
+		c.Metrics = prometheus.NewRegistry()
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("handlers: config: %w", err)
@@ -88,6 +100,9 @@ func New(cfg Config) (*echo.Echo, error) {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	if err := instrument(e, cfg.Metrics); err != nil {
+		return nil, err
+	}
 	e.Use(
 		requestID(),
 		accessLog(cfg.Logger),

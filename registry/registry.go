@@ -81,7 +81,8 @@ func (s *Store) Ping(ctx context.Context) error {
 // EnsureIndexes creates the registry's indexes; it is idempotent.
 func (s *Store) EnsureIndexes(ctx context.Context) error {
 	return mongodb.EnsureIndexes(ctx, map[*mongo.Collection][]mongo.IndexModel{
-		s.devices: deviceIndexes(),
-		s.events:  eventIndexes(),
+		s.devices:           deviceIndexes(),
+		s.events:            eventIndexes(),
+		s.idempotencyKeys(): idempotencyIndexes(),
 	})
 }

@@ -28,6 +28,9 @@ type Revalidator interface {
 // SweepResult counts what one sweep changed.
 type SweepResult struct {
 	Staled, Expired, Verified, Invalidated int
+	// IdempotencyExpired counts idempotency records deleted for being
+	// older than IdempotencyTTL.
+	IdempotencyExpired int
 }
 
 // sweepBatch bounds one sweep's work per kind; the next sweep continues.
@@ -35,7 +38,8 @@ const sweepBatch = 1000
 
 // Sweep does token hygiene: tokens the app has not confirmed for
 // StaleAfter become stale (no pushes), devices unseen for ExpireAfter are
-// deleted, and unverified tokens are validated again.
+// deleted, idempotency records older than IdempotencyTTL are deleted, and
+// unverified tokens are validated again.
 func (s *Store) Sweep(ctx context.Context, v Revalidator) (SweepResult, error) {
 	var res SweepResult
 	now := s.now()
@@ -73,6 +77,10 @@ func (s *Store) Sweep(ctx context.Context, v Revalidator) (SweepResult, error) {
 			s.record(ctx, Event{UserID: d.UserID, Type: EventDeviceExpired, Actor: "sweeper", DeviceID: d.DeviceID,
 				SessionID: d.SessionID, Outcome: "unseen too long"})
 		}
+	}
+
+	if res.IdempotencyExpired, err = s.sweepIdempotency(ctx, now); err != nil {
+		return res, err
 	}
 
 	if v == nil {

@@ -106,7 +106,7 @@ func TestConcurrentRefreshesWithOneTokenInsideGrace(t *testing.T) {
 	a.createUser(map[string]any{"username": "carol", "password": "carol-password"})
 	rt := a.login("carol", "carol-password", nil)["refresh_token"].(string)
 
-	const n = 20
+	const n = 50
 	var wg sync.WaitGroup
 	results := make([]response, n)
 	for i := range n {

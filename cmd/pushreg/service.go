@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pushreg/pushreg/auth"
 	"github.com/pushreg/pushreg/handlers"
 	"github.com/pushreg/pushreg/push"
@@ -121,6 +123,13 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, mongoURI string, 
 	go func() { defer background.Done(); indexes.run(bg) }()
 	go func() { defer background.Done(); sweep(bg, log, indexes, devices, validator, cfg.SweepInterval) }()
 
+	metrics := prometheus.NewRegistry()
+	pusher, err := newPusher(metrics, log, fcm, sessions, devices, commands)
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+
 	e, err := handlers.New(handlers.Config{
 		Logger: log,
 		Ready: func(ctx context.Context) error {
@@ -135,6 +144,8 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, mongoURI string, 
 		AllowedReferers:    cfg.AllowedReferers,
 		DuktigAuthKeys:     cfg.DuktigAuthKeys,
 		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
+		Push:               pusher,
+		Metrics:            metrics,
 	})
 	if err != nil {
 		a.close()

@@ -4,11 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/pushreg/pushreg/auth"
 	"github.com/pushreg/pushreg/push"
 	"github.com/pushreg/pushreg/registry"
+	"github.com/pushreg/pushreg/registry/mongodb"
 )
 
 // The adapters below connect auth's small interfaces to the registry and
@@ -80,4 +86,129 @@ func reason(err, sentinel error) string {
 		return "not an FCM registration token"
 	}
 	return after
+}
+
+// pushDirectory lets push find a user's devices and prune dead tokens.
+type pushDirectory struct {
+	users   *auth.Service
+	devices *registry.Store
+}
+
+// Pushable asks the registry first and the users only when no device
+// turns up: devices are bound through a user's login, so a user with a
+// pushable device exists, and the common case costs one round trip.
+func (d pushDirectory) Pushable(ctx context.Context, userID string) ([]push.Target, error) {
+	devs, err := d.devices.Pushable(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	if len(devs) == 0 {
+		if _, err := d.users.User(ctx, userID); errors.Is(err, auth.ErrNotFound) {
+			return nil, fmt.Errorf("%w: %w", push.ErrUnknownUser, err)
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	out := make([]push.Target, len(devs))
+	for i, dev := range devs {
+		out[i] = push.Target{DeviceID: dev.DeviceID, Token: dev.FCMToken}
+	}
+	return out, nil
+}
+
+func (d pushDirectory) Prune(ctx context.Context, userID, deviceID, token, reason string) (bool, error) {
+	return d.devices.MarkInvalid(ctx, userID, deviceID, token, reason)
+}
+
+// pushMetrics is push's Observer in Prometheus terms.
+type pushMetrics struct {
+	pushes *prometheus.CounterVec
+	prunes *prometheus.CounterVec
+	fcm    prometheus.Histogram
+}
+
+func newPushMetrics(reg prometheus.Registerer) (*pushMetrics, error) {
+	m := &pushMetrics{
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushreg_pushes_total",
+			Help: "Messages sent to devices (dry runs excluded), by outcome: sent, failed (token kept) or pruned (token dead).",
+		}, []string{"outcome"}),
+		prunes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushreg_tokens_pruned_total",
+			Help: "Tokens unbound from their device because FCM said they are dead, by FCM error code.",
+		}, []string{"code"}),
+		fcm: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "pushreg_fcm_send_duration_seconds",
+			Help:    "Time of one fan-out to FCM (one SendToTokens call: chunked, concurrent, retries included).",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
+	}
+	for _, outcome := range []string{"sent", "failed", "pruned"} {
+		m.pushes.WithLabelValues(outcome) // present at zero from the start
+	}
+	for _, c := range []prometheus.Collector{m.pushes, m.prunes, m.fcm} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("push metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *pushMetrics) FCMSend(d time.Duration, _ int) { m.fcm.Observe(d.Seconds()) }
+
+func (m *pushMetrics) Delivered(sent, failed, pruned int) {
+	m.pushes.WithLabelValues("sent").Add(float64(sent))
+	m.pushes.WithLabelValues("failed").Add(float64(failed))
+	m.pushes.WithLabelValues("pruned").Add(float64(pruned))
+}
+
+func (m *pushMetrics) Pruned(code string) { m.prunes.WithLabelValues(code).Inc() }
+
+// registerStoreMetrics exposes the MongoDB command counter, so that round
+// trips per operation can be computed from two scrapes.
+func registerStoreMetrics(reg prometheus.Registerer, c *mongodb.CommandCounter) error {
+	for _, m := range []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "pushreg_mongodb_commands_total",
+			Help: "Commands (round trips) sent to MongoDB.",
+		}, func() float64 { return float64(c.Started()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "pushreg_mongodb_command_failures_total",
+			Help: "MongoDB commands that failed.",
+		}, func() float64 { return float64(c.Failed()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "pushreg_mongodb_command_duration_seconds_total",
+			Help: "Time spent waiting for MongoDB command replies, summed.",
+		}, func() float64 { return c.Duration().Seconds() }),
+	} {
+		if err := reg.Register(m); err != nil {
+			return fmt.Errorf("store metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// newPusher assembles the deliveries of messages and the metrics about
+// them, on reg.
+func newPusher(reg *prometheus.Registry, log *slog.Logger, fcm *push.Client, users *auth.Service,
+	devices *registry.Store, commands *mongodb.CommandCounter) (*push.Deliverer, error) {
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return nil, err
+	}
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, err
+	}
+	if err := registerStoreMetrics(reg, commands); err != nil {
+		return nil, err
+	}
+	obs, err := newPushMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return push.NewDeliverer(push.DelivererConfig{
+		Client:    fcm,
+		Directory: pushDirectory{users: users, devices: devices},
+		Observer:  obs,
+		Logger:    log.With("component", "push"),
+	})
 }

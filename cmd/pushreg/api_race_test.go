@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"sync"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// The races mobile apps cause. Each checks invariants, not an order.
+
+func TestRevocationRacingRefresh(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, nil)
+	a.createUser(map[string]any{"username": "rita", "password": "rita-password"})
+	for i := range 10 {
+		rt := a.login("rita", "rita-password", nil)["refresh_token"].(string)
+		var wg sync.WaitGroup
+		var refreshed, revoked response
+		wg.Add(2)
+		go func() { defer wg.Done(); refreshed = a.refresh(rt, nil) }()
+		go func() {
+			defer wg.Done()
+			revoked = a.do(request{method: "POST", path: "/v1/auth/revoke", body: url.Values{"token": {rt}}})
+		}()
+		wg.Wait()
+		if refreshed.status >= 500 || revoked.status != http.StatusOK {
+			t.Fatalf("round %d: refresh %d %s, revoke %d %s", i, refreshed.status, refreshed.body, revoked.status, revoked.body)
+		}
+		// Whichever came first, the session ends: a successor the refresh
+		// may have handed out is dead too.
+		if refreshed.status == http.StatusOK {
+			if r := a.refresh(refreshed.json(t)["refresh_token"].(string), nil); r.status != http.StatusBadRequest {
+				t.Fatalf("round %d: the successor after revocation = %d %s, want 400", i, r.status, r.body)
+			}
+		}
+		if r := a.refresh(rt, nil); r.status != http.StatusBadRequest {
+			t.Fatalf("round %d: the revoked token = %d, want 400", i, r.status)
+		}
+	}
+}
+
+func TestConcurrentKecakBindsOfOneDeviceFromTwoSessions(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, nil)
+	id := a.createUser(map[string]any{"username": "sid", "password": "sid-password"})
+	// The same phone, two app installs (or a reinstall): two sessions.
+	first := a.kecakSignIn("sid", "sid-password", "phone", "fcm:install-1")
+	second := a.kecakSignIn("sid", "sid-password", "phone", "fcm:install-2")
+
+	const rounds = 10
+	var wg sync.WaitGroup
+	statuses := make(chan int, 2*rounds)
+	for i := range rounds {
+		wg.Add(2)
+		tokA, tokB := "fcm:a"+string(rune('a'+i)), "fcm:b"+string(rune('a'+i))
+		go func() { defer wg.Done(); statuses <- a.kecakRefresh(first, "phone", tokA).status }()
+		go func() { defer wg.Done(); statuses <- a.kecakRefresh(second, "phone", tokB).status }()
+	}
+	wg.Wait()
+	close(statuses)
+	for s := range statuses {
+		// A retired token outside the window would be 401; inside the
+		// window everything is a duplicate. Never a 5xx.
+		if s >= 500 {
+			t.Fatalf("a concurrent bind answered %d", s)
+		}
+	}
+	var devices []bson.M
+	cur, err := a.db.Collection("devices").Find(context.Background(), bson.M{"user_id": id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cur.All(context.Background(), &devices); err != nil {
+		t.Fatal(err)
+	}
+	if len(devices) != 1 {
+		t.Fatalf("%d device records for one phone, want 1", len(devices))
+	}
+	// The record names a session, and that session names this device.
+	sid := devices[0]["session_id"].(string)
+	var sess bson.M
+	if err := a.db.Collection("sessions").FindOne(context.Background(), bson.M{"_id": sid}).Decode(&sess); err != nil {
+		t.Fatalf("the device's session %s: %v", sid, err)
+	}
+	if sess["device_id"] != "phone" {
+		t.Errorf("session %s names device %v, want phone", sid, sess["device_id"])
+	}
+}
