@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"sync"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -88,5 +89,39 @@ func TestConcurrentKecakBindsOfOneDeviceFromTwoSessions(t *testing.T) {
 	}
 	if sess["device_id"] != "phone" {
 		t.Errorf("session %s names device %v, want phone", sid, sess["device_id"])
+	}
+}
+
+func TestTokenMovedWhileAPushIsInFlight(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, nil)
+	alice := a.createUser(map[string]any{"username": "alice", "password": "alice-password"})
+	a.createUser(map[string]any{"username": "bob", "password": "bob-password"})
+	tablet := fcmToken("tablet")
+	a.login("alice", "alice-password", map[string]string{"device_id": "tablet", "fcm_token": tablet})
+	appID, secret := a.createApp("push:send")
+
+	a.fcm.SetLatency(300 * time.Millisecond) // FCM is slow: the push is in flight
+	inFlight := make(chan response, 1)
+	go func() {
+		inFlight <- a.do(request{method: "POST", path: messagesPath(alice), header: basicAuth(appID, secret), body: hello})
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.fcm.WaitRequests(ctx, 2); err != nil { // the login's validation, then the send
+		t.Fatal(err)
+	}
+	// Meanwhile the tablet changes hands: Bob signs in on it.
+	a.fcm.SetLatency(0)
+	a.login("bob", "bob-password", map[string]string{"device_id": "tablet", "fcm_token": tablet})
+
+	if r := <-inFlight; r.status != http.StatusOK {
+		t.Fatalf("the in-flight push = %d %s", r.status, r.body)
+	}
+	// After the move completed, a push to Alice reaches none of her devices.
+	sendsBefore := len(a.sends())
+	r := a.must(http.StatusOK, request{method: "POST", path: messagesPath(alice), header: basicAuth(appID, secret), body: hello}).json(t)
+	if r["devices"] != float64(0) || len(a.sends()) != sendsBefore {
+		t.Errorf("push to alice after the move = %v; the double saw %d new sends; want none", r, len(a.sends())-sendsBefore)
 	}
 }
