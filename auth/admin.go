@@ -158,6 +158,14 @@ func (s *Service) AuthenticateApp(ctx context.Context, id, secret string) (*App,
 	return s.apps.authenticate(ctx, id, secret)
 }
 
+// ActiveApp returns the app behind a client-credentials token, refusing
+// one revoked since the token was issued: app tokens are checked against
+// the store, unlike users' short-lived access tokens, because revoking a
+// leaked app secret must stop pushes at once.
+func (s *Service) ActiveApp(ctx context.Context, id string) (*App, error) {
+	return s.apps.active(ctx, id)
+}
+
 // AppToken issues an access token for an app (RFC 6749 client credentials)
 // carrying the requested scopes, which must be the app's.
 func (s *Service) AppToken(app *App, scope string) (string, []string, error) {

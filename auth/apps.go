@@ -89,6 +89,19 @@ func (as *apps) authenticate(ctx context.Context, id, secret string) (*App, erro
 	return &a, nil
 }
 
+// active returns the app if it exists and is not revoked.
+func (as *apps) active(ctx context.Context, id string) (*App, error) {
+	var a App
+	err := as.coll.FindOne(ctx, bson.M{"_id": id}).Decode(&a)
+	if errors.Is(err, mongo.ErrNoDocuments) || (err == nil && a.Revoked) {
+		return nil, fmt.Errorf("auth: app %s: %w", id, ErrInvalidToken)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("auth: find app: %w", mongodb.Wrap(err))
+	}
+	return &a, nil
+}
+
 func (as *apps) revoke(ctx context.Context, id string) error {
 	res, err := as.coll.UpdateOne(ctx, bson.M{"_id": id}, bson.M{"$set": bson.M{"revoked": true}})
 	if err != nil {

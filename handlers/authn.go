@@ -68,8 +68,13 @@ func (s *server) authenticate(allowApps bool) echo.MiddlewareFunc {
 					c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer error="invalid_token"`)
 					return err
 				}
-				if claims.ClientID != "" && !allowApps {
-					return errorf(http.StatusForbidden, "forbidden", "app tokens cannot use this route")
+				if claims.ClientID != "" {
+					if !allowApps {
+						return errorf(http.StatusForbidden, "forbidden", "app tokens cannot use this route")
+					}
+					if _, err := s.auth.ActiveApp(c.Request().Context(), claims.ClientID); err != nil {
+						return err
+					}
 				}
 				p.claims = claims
 			case strings.EqualFold(scheme, "Basic") && allowApps:

@@ -519,6 +519,7 @@ func TestPushAuthorization(t *testing.T) {
 	sender, senderSecret := a.createApp("push:send")
 	reader, readerSecret := a.createApp("devices:read")
 	revoked, revokedSecret := a.createApp("push:send")
+	revokedToken := a.appToken(revoked, revokedSecret) // issued before the revocation
 	a.must(http.StatusNoContent, request{method: "DELETE", path: "/v1/admin/apps/" + revoked, header: bearer(a.admin())})
 
 	tests := []struct {
@@ -533,6 +534,7 @@ func TestPushAuthorization(t *testing.T) {
 		{"an app token without push:send", bearer(a.appToken(reader, readerSecret)), http.StatusForbidden},
 		{"an app's wrong secret", basicAuth(sender, "wrong"), http.StatusUnauthorized},
 		{"a revoked app", basicAuth(revoked, revokedSecret), http.StatusUnauthorized},
+		{"a revoked app's earlier token", bearer(revokedToken), http.StatusUnauthorized},
 		{"an app with push:send, Basic", basicAuth(sender, senderSecret), http.StatusOK},
 		{"an app with push:send, client credentials", bearer(a.appToken(sender, senderSecret)), http.StatusOK},
 		{"an admin", bearer(a.admin()), http.StatusOK},
