@@ -113,6 +113,11 @@ func (s *Service) EnsureAdmin(ctx context.Context, username, password string) (*
 // User returns one user.
 func (s *Service) User(ctx context.Context, id string) (*User, error) { return s.users.byID(ctx, id) }
 
+// ExistingUsers reports which of ids are users, in one query.
+func (s *Service) ExistingUsers(ctx context.Context, ids []string) (map[string]bool, error) {
+	return s.users.existing(ctx, ids)
+}
+
 // UserByName finds a user by username, case-insensitively.
 func (s *Service) UserByName(ctx context.Context, username string) (*User, error) {
 	return s.users.findOne(ctx, bson.M{"username_key": lower(username)}, username)

@@ -194,6 +194,24 @@ func (us *users) byID(ctx context.Context, id string) (*User, error) {
 	return us.findOne(ctx, bson.M{"_id": id}, id)
 }
 
+func (us *users) existing(ctx context.Context, ids []string) (map[string]bool, error) {
+	cur, err := us.coll.Find(ctx, bson.M{"_id": bson.M{"$in": ids}}, options.Find().SetProjection(bson.M{"_id": 1}))
+	if err != nil {
+		return nil, fmt.Errorf("auth: find users: %w", mongodb.Wrap(err))
+	}
+	var docs []struct {
+		ID string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("auth: find users: %w", mongodb.Wrap(err))
+	}
+	out := make(map[string]bool, len(docs))
+	for _, d := range docs {
+		out[d.ID] = true
+	}
+	return out, nil
+}
+
 // byLogin finds a user by username, or by email when the login looks like
 // one and no username matches.
 func (us *users) byLogin(ctx context.Context, login string) (*User, error) {

@@ -34,10 +34,11 @@ type Target struct {
 // Directory is what delivering needs of the device registry. This package
 // knows no database; cmd/pushreg adapts the registry to it.
 type Directory interface {
-	// Pushable returns the user's devices whose tokens may be pushed to
-	// (valid or unverified), none when the user has no such device, or an
-	// error wrapping ErrUnknownUser when there is no such user.
-	Pushable(ctx context.Context, userID string) ([]Target, error)
+	// Pushable returns, for each of userIDs that exists, the user's devices
+	// whose tokens may be pushed to (valid or unverified), possibly none.
+	// Users that do not exist are absent from the map. One call serves a
+	// whole delivery, so a store can answer it with one query.
+	Pushable(ctx context.Context, userIDs []string) (map[string][]Target, error)
 	// Prune unbinds token from the device, if the device still holds it,
 	// and records reason. It reports whether it changed anything.
 	Prune(ctx context.Context, userID, deviceID, token, reason string) (bool, error)
@@ -74,8 +75,8 @@ type DelivererConfig struct {
 	// Logger receives a line per delivery whose failures are not the
 	// token's fault (default: discarded).
 	Logger *slog.Logger
-	// Lookups bounds the concurrent Directory calls of one delivery
-	// (default DefaultLookups). Sends are bounded by Config.Concurrency.
+	// Lookups bounds the concurrent Prune calls of one delivery (default
+	// DefaultLookups). Sends are bounded by Config.Concurrency.
 	Lookups int
 }
 
@@ -268,33 +269,22 @@ type lookedUp struct {
 	err     error
 }
 
-// lookup asks the Directory for every user's targets, Lookups at a time. An
-// unknown user is recorded; any other failure fails the whole lookup, since
-// nothing has been sent yet and a partial send could not be retried cleanly.
+// lookup asks the Directory for every user's targets at once. An unknown
+// user is recorded; any other failure fails the whole lookup, since nothing
+// has been sent yet.
 func (d *Deliverer) lookup(ctx context.Context, users []string) ([]lookedUp, error) {
-	out := make([]lookedUp, len(users))
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	sem := make(chan struct{}, d.lookups)
-	var wg sync.WaitGroup
-	for u, id := range users {
-		sem <- struct{}{}
-		if ctx.Err() != nil {
-			<-sem
-			break
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			targets, err := d.dir.Pushable(ctx, id)
-			if err != nil && !errors.Is(err, ErrUnknownUser) {
-				cancel(fmt.Errorf("push: deliver: devices of user %s: %w", id, err))
-			}
-			out[u] = lookedUp{targets: targets, err: err}
-		})
+	found, err := d.dir.Pushable(ctx, users)
+	if err != nil {
+		return nil, fmt.Errorf("push: deliver: devices: %w", err)
 	}
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
-		return nil, err
+	out := make([]lookedUp, len(users))
+	for u, id := range users {
+		targets, ok := found[id]
+		if !ok {
+			out[u].err = fmt.Errorf("push: user %s: %w", id, ErrUnknownUser)
+			continue
+		}
+		out[u].targets = targets
 	}
 	return out, nil
 }

@@ -23,18 +23,20 @@ type directory struct {
 	lookups int
 }
 
-func (d *directory) Pushable(ctx context.Context, userID string) ([]push.Target, error) {
+func (d *directory) Pushable(ctx context.Context, userIDs []string) (map[string][]push.Target, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.lookups++
-	if err := d.fail[userID]; err != nil {
-		return nil, err
+	out := map[string][]push.Target{}
+	for _, id := range userIDs {
+		if err := d.fail[id]; err != nil {
+			return nil, err
+		}
+		if t, ok := d.targets[id]; ok {
+			out[id] = append([]push.Target(nil), t...)
+		}
 	}
-	t, ok := d.targets[userID]
-	if !ok {
-		return nil, fmt.Errorf("directory: %s: %w", userID, push.ErrUnknownUser)
-	}
-	return append([]push.Target(nil), t...), nil
+	return out, nil
 }
 
 func (d *directory) Prune(ctx context.Context, userID, deviceID, token, reason string) (bool, error) {

@@ -346,7 +346,14 @@ func (s *Store) MarkInvalid(ctx context.Context, userID, deviceID, token, reason
 
 // Pushable returns the user's devices whose tokens may be pushed to.
 func (s *Store) Pushable(ctx context.Context, userID string) ([]Device, error) {
-	cur, err := s.devices.Find(ctx, bson.M{"user_id": userID,
+	byUser, err := s.PushableOf(ctx, []string{userID})
+	return byUser[userID], err
+}
+
+// PushableOf returns the pushable devices of many users in one query, by
+// user ID; users without one are absent.
+func (s *Store) PushableOf(ctx context.Context, userIDs []string) (map[string][]Device, error) {
+	cur, err := s.devices.Find(ctx, bson.M{"user_id": bson.M{"$in": userIDs},
 		"token_status": bson.M{"$in": bson.A{TokenValid, TokenUnverified}}})
 	if err != nil {
 		return nil, fmt.Errorf("registry: pushable devices: %w", mongodb.Wrap(err))
@@ -355,9 +362,9 @@ func (s *Store) Pushable(ctx context.Context, userID string) ([]Device, error) {
 	if err := cur.All(ctx, &docs); err != nil {
 		return nil, fmt.Errorf("registry: pushable devices: %w", mongodb.Wrap(err))
 	}
-	out := make([]Device, len(docs))
+	out := map[string][]Device{}
 	for i := range docs {
-		out[i] = docs[i].device()
+		out[docs[i].UserID] = append(out[docs[i].UserID], docs[i].device())
 	}
 	return out, nil
 }
