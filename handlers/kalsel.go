@@ -66,12 +66,6 @@ func renderKalsel(c echo.Context, p problem) error {
 	return c.JSON(p.Status, e)
 }
 
-type kalselLoginRequest struct {
-	Email    string `json:"email"`
-	Username string `json:"username"`
-	Password string `json:"password"`
-}
-
 type kalselTokenResponse struct {
 	AccessToken  string `json:"access_token"`
 	RefreshToken string `json:"refresh_token,omitempty"`
@@ -79,18 +73,11 @@ type kalselTokenResponse struct {
 }
 
 func (s *server) kalselLogin(c echo.Context) error {
-	var req kalselLoginRequest
+	var req signInRequest
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	login := loginName(req.Email, req.Username)
-	if err := required("email", login); err != nil {
-		return err
-	}
-	if err := required("password", req.Password); err != nil {
-		return err
-	}
-	g, err := s.styleLogin(c, "kalsel", login, req.Password)
+	g, err := s.signIn(c, "kalsel", req)
 	if err != nil {
 		return err
 	}

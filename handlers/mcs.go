@@ -136,25 +136,12 @@ func mcsAnswer(c echo.Context, g *auth.Grant, u *auth.User) error {
 			Plan: mcsPlan(p.Plan)}})
 }
 
-type mcsSignInRequest struct {
-	Email    string `json:"email"`
-	Username string `json:"username"`
-	Password string `json:"password"`
-}
-
 func (s *server) mcsSignIn(c echo.Context) error {
-	var req mcsSignInRequest
+	var req signInRequest
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	login := loginName(req.Email, req.Username)
-	if err := required("email", login); err != nil {
-		return err
-	}
-	if err := required("password", req.Password); err != nil {
-		return err
-	}
-	g, err := s.styleLogin(c, "mcs", login, req.Password)
+	g, err := s.signIn(c, "mcs", req)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,26 @@ func (s *server) styleLogin(c echo.Context, style, login, password string) (*aut
 		ClientIP: c.RealIP(), Style: style})
 }
 
+// signInRequest is the JSON sign-in body of the styles that accept an
+// email or a username (kalsel, MCS).
+type signInRequest struct {
+	Email    string `json:"email"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// signIn checks the body's fields and signs the user in for style.
+func (s *server) signIn(c echo.Context, style string, r signInRequest) (*auth.Grant, error) {
+	login := loginName(r.Email, r.Username)
+	if err := required("email", login); err != nil {
+		return nil, err
+	}
+	if err := required("password", r.Password); err != nil {
+		return nil, err
+	}
+	return s.styleLogin(c, style, login, r.Password)
+}
+
 // loginName picks the login of styles that accept "email" or "username":
 // the email when both are sent.
 func loginName(email, username string) string {
