@@ -29,8 +29,13 @@ type kecakDeviceBody struct {
 	DeviceID string `json:"device_id"`
 }
 
-// device returns the body's device; both fields are required on Kecak.
-func (b kecakDeviceBody) device() (auth.DeviceRequest, error) {
+// decodeKecakDevice reads the device of a Kecak body; both fields are
+// required.
+func decodeKecakDevice(c echo.Context) (auth.DeviceRequest, error) {
+	var b kecakDeviceBody
+	if err := decodeJSON(c, &b); err != nil {
+		return auth.DeviceRequest{}, err
+	}
 	switch {
 	case b.FCMToken == "":
 		return auth.DeviceRequest{}, &auth.InvalidInputError{Field: "fcm_token", Reason: "is required"}
@@ -75,11 +80,7 @@ func (s *server) kecakLogin(c echo.Context) error {
 	if !ok {
 		return errorf(http.StatusUnauthorized, "invalid_credentials", "Authorization: Basic username:password is required")
 	}
-	var body kecakDeviceBody
-	if err := decodeJSON(c, &body); err != nil {
-		return err
-	}
-	dev, err := body.device()
+	dev, err := decodeKecakDevice(c)
 	if err != nil {
 		return err
 	}
@@ -110,11 +111,7 @@ func (s *server) kecakCheck(c echo.Context) error {
 // kecakRefresh is the centre of pushreg: validate the new FCM token, bind
 // the session to the device and token, answer the updated token.
 func (s *server) kecakRefresh(c echo.Context) error {
-	var body kecakDeviceBody
-	if err := decodeJSON(c, &body); err != nil {
-		return err
-	}
-	dev, err := body.device()
+	dev, err := decodeKecakDevice(c)
 	if err != nil {
 		return err
 	}
