@@ -100,6 +100,10 @@ func New(cfg Config) (*echo.Echo, error) {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	// The client IP (rate limits, logs) is the peer's address: trusting
+	// X-Forwarded-For by default would let anyone pick the IP the login
+	// limit counts against.
+	e.IPExtractor = echo.ExtractIPDirect()
 	if err := instrument(e, cfg.Metrics); err != nil {
 		return nil, err
 	}

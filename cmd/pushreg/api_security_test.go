@@ -1,0 +1,70 @@
+package main
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+)
+
+func TestSecurityHeadersAndCORS(t *testing.T) {
+	t.Parallel()
+	off := newAPI(t, nil)
+	r := off.do(request{method: "GET", path: "/healthz", header: map[string]string{"Origin": "https://app.example.com"}})
+	if got := r.header.Get("X-Content-Type-Options"); got != "nosniff" {
+		t.Errorf("X-Content-Type-Options = %q, want nosniff", got)
+	}
+	if got := r.header.Get("Access-Control-Allow-Origin"); got != "" {
+		t.Errorf("CORS answered %q with CORS not configured", got)
+	}
+
+	on := newAPI(t, map[string]string{"PUSHREG_CORS_ALLOWED_ORIGINS": "https://app.example.com"})
+	r = on.do(request{method: "GET", path: "/healthz", header: map[string]string{"Origin": "https://app.example.com"}})
+	if got := r.header.Get("Access-Control-Allow-Origin"); got != "https://app.example.com" {
+		t.Errorf("Access-Control-Allow-Origin = %q for an allowed origin", got)
+	}
+	r = on.do(request{method: "GET", path: "/healthz", header: map[string]string{"Origin": "https://evil.example.com"}})
+	if got := r.header.Get("Access-Control-Allow-Origin"); got != "" {
+		t.Errorf("Access-Control-Allow-Origin = %q for a foreign origin", got)
+	}
+}
+
+func TestForwardedForDoesNotEvadeTheLoginLimit(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, map[string]string{"PUSHREG_LOGIN_RATE_LIMIT": "2"})
+	// Different usernames, so only the per-IP limit can stop the spray.
+	for i, name := range []string{"u1", "u2", "u3"} {
+		r := a.do(request{method: "POST", path: "/v1/auth/login",
+			header: map[string]string{"X-Forwarded-For": "203.0.113." + string(rune('1'+i))},
+			body:   map[string]string{"username": name, "password": "wrong-password"}})
+		want := http.StatusUnauthorized
+		if i == 2 {
+			want = http.StatusTooManyRequests
+		}
+		if r.status != want {
+			t.Fatalf("attempt %d = %d, want %d", i+1, r.status, want)
+		}
+	}
+}
+
+func TestTokenEndpointBindsADevice(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, nil)
+	id := a.createUser(map[string]any{"username": "tess", "password": "tess-password"})
+	rt := a.login("tess", "tess-password", nil)["refresh_token"].(string)
+	r := a.refresh(rt, url.Values{"device_id": {"laptop"}, "fcm_token": {"fcm:laptop"}, "platform": {"web"}})
+	if r.status != http.StatusOK {
+		t.Fatalf("= %d %s", r.status, r.body)
+	}
+	_, claims := jwtParts(t, r.json(t)["access_token"].(string))
+	if claims["device_id"] != "laptop" || claims["fcm_token"] != "fcm:laptop" {
+		t.Errorf("claims = %v, want the bound device", claims)
+	}
+	if d := a.device(id, "laptop"); d == nil || d["fcm_token"] != "fcm:laptop" || d["platform"] != "web" {
+		t.Errorf("device = %v", d)
+	}
+	// Half a device is a clear error.
+	r = a.refresh(r.json(t)["refresh_token"].(string), url.Values{"device_id": {"laptop"}})
+	if r.status != http.StatusBadRequest || r.json(t)["error"] != "invalid_request" {
+		t.Errorf("device_id without fcm_token = %d %s, want 400 invalid_request", r.status, r.body)
+	}
+}
