@@ -43,7 +43,8 @@ func (s *Service) Logout(ctx context.Context, c *Claims) error {
 	return s.RevokeSession(ctx, c.SessionID, "logged out", "user:"+c.Subject)
 }
 
-// RevokeSession ends one session and unbinds its device's token.
+// RevokeSession ends one session and unbinds the tokens of the devices it
+// bound.
 func (s *Service) RevokeSession(ctx context.Context, id, reason, actor string) error {
 	d, err := s.sessions.get(ctx, id)
 	if err != nil {
@@ -52,10 +53,8 @@ func (s *Service) RevokeSession(ctx context.Context, id, reason, actor string) e
 	if err := s.sessions.revoke(ctx, id, reason, s.cfg.Now()); err != nil {
 		return err
 	}
-	if d.DeviceID != "" {
-		if err := s.cfg.Devices.UnbindDevice(ctx, d.UserID, d.DeviceID, actor); err != nil {
-			return err
-		}
+	if err := s.cfg.Devices.UnbindSession(ctx, d.UserID, d.ID, actor); err != nil {
+		return err
 	}
 	s.cfg.Auditor.Audit(ctx, AuditEvent{UserID: d.UserID, Type: "session_revoked", Actor: actor,
 		DeviceID: d.DeviceID, SessionID: d.ID, Outcome: reason})
@@ -70,10 +69,8 @@ func (s *Service) RevokeUserSessions(ctx context.Context, userID, reason, actor 
 		return 0, err
 	}
 	for _, d := range revoked {
-		if d.DeviceID != "" {
-			if err := s.cfg.Devices.UnbindDevice(ctx, userID, d.DeviceID, actor); err != nil {
-				return len(revoked), err
-			}
+		if err := s.cfg.Devices.UnbindSession(ctx, userID, d.ID, actor); err != nil {
+			return len(revoked), err
 		}
 	}
 	s.cfg.Auditor.Audit(ctx, AuditEvent{UserID: userID, Type: "session_revoked", Actor: actor,

@@ -28,7 +28,8 @@ type Devices interface {
 	// means it does not and BindDevice is needed.
 	TouchDevice(ctx context.Context, b DeviceBinding) (bool, error)
 	BindDevice(ctx context.Context, b DeviceBinding) error
-	UnbindDevice(ctx context.Context, userID, deviceID, actor string) error
+	// UnbindSession unbinds the tokens of the devices the session bound.
+	UnbindSession(ctx context.Context, userID, sessionID, actor string) error
 }
 
 // TokenValidator checks an FCM token with Firebase. Its errors wrap

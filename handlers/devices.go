@@ -41,12 +41,10 @@ type deviceList struct {
 
 // listDevices answers a page of a user's devices.
 func (s *server) listDevices(c echo.Context, userID string) error {
-	limit, err := pageLimit(c)
+	q, err := deviceQuery(c, userID)
 	if err != nil {
 		return err
 	}
-	q := registry.DeviceQuery{UserID: userID, Status: registry.TokenStatus(c.QueryParam("status")),
-		Platform: c.QueryParam("platform"), Cursor: c.QueryParam("cursor"), Limit: limit}
 	devices, next, err := s.devices.List(c.Request().Context(), q)
 	if err != nil {
 		return err
@@ -56,6 +54,31 @@ func (s *server) listDevices(c echo.Context, userID string) error {
 		out.Devices[i] = toDeviceJSON(d)
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// deviceQuery reads ?status=, ?platform=, ?cursor= and ?limit=. A filter
+// value no device can have is refused rather than answered with an empty
+// page, so a typo ("vaild") is not mistaken for "no such devices".
+func deviceQuery(c echo.Context, userID string) (registry.DeviceQuery, error) {
+	limit, err := pageLimit(c)
+	if err != nil {
+		return registry.DeviceQuery{}, err
+	}
+	status := registry.TokenStatus(c.QueryParam("status"))
+	switch status {
+	case "", registry.TokenValid, registry.TokenUnverified, registry.TokenInvalid, registry.TokenStale, registry.TokenUnbound:
+	default:
+		return registry.DeviceQuery{}, errorf(http.StatusBadRequest, "invalid_request",
+			"status: must be valid, unverified, invalid, stale or unbound")
+	}
+	platform := c.QueryParam("platform")
+	switch platform { // the platforms auth.DeviceRequest accepts
+	case "", "android", "ios", "web":
+	default:
+		return registry.DeviceQuery{}, errorf(http.StatusBadRequest, "invalid_request", "platform: must be android, ios or web")
+	}
+	return registry.DeviceQuery{UserID: userID, Status: status, Platform: platform,
+		Cursor: c.QueryParam("cursor"), Limit: limit}, nil
 }
 
 // pageLimit reads ?limit= (1-200, default 50).
@@ -82,14 +105,29 @@ func (s *server) deleteMyDevice(c echo.Context) error {
 	return s.deleteDevice(c, p.userID(), p.actor())
 }
 
+// deleteDevice revokes the device's session (which unbinds its token),
+// then removes the device. In that order a failure part-way is retried by
+// the client: removing first would leave a live session that a retry,
+// answered 404, could never reach.
 func (s *server) deleteDevice(c echo.Context, userID, actor string) error {
 	ctx := c.Request().Context()
-	d, err := s.devices.Delete(ctx, userID, c.Param("device_id"), actor)
+	id := c.Param("device_id")
+	d, err := s.devices.Get(ctx, userID, id)
 	if err != nil {
 		return err
 	}
 	if d.SessionID != "" {
 		if err := s.auth.RevokeSession(ctx, d.SessionID, "device removed", actor); err != nil {
+			return err
+		}
+	}
+	gone, err := s.devices.Delete(ctx, userID, id, actor)
+	if err != nil {
+		return err
+	}
+	if gone.SessionID != "" && gone.SessionID != d.SessionID {
+		// A refresh bound the device to another session in between.
+		if err := s.auth.RevokeSession(ctx, gone.SessionID, "device removed", actor); err != nil {
 			return err
 		}
 	}

@@ -296,18 +296,25 @@ func (s *Store) Get(ctx context.Context, userID, deviceID string) (Device, error
 	return d.device(), nil
 }
 
-// Unbind removes the token from a device (logout): it stays listed but
-// receives no pushes. It is a no-op when the device holds no token.
-func (s *Store) Unbind(ctx context.Context, userID, deviceID, actor string) error {
-	id := deviceKey(userID, deviceID)
-	res, err := s.devices.UpdateOne(ctx, bson.M{"_id": id, "token_status": bson.M{"$ne": TokenUnbound}},
-		bson.M{"$set": bson.M{"fcm_token": "", "token_key": unboundKey(id),
-			"token_status": TokenUnbound, "token_updated_at": s.now()}})
+// UnbindSession removes the token from every device the session bound
+// (logout, revocation): they stay listed but receive no pushes. A device
+// another session has bound since is left alone.
+func (s *Store) UnbindSession(ctx context.Context, userID, sessionID, actor string) error {
+	bound, err := s.find(ctx, bson.M{"user_id": userID, "session_id": sessionID,
+		"token_status": bson.M{"$ne": TokenUnbound}}, 0)
 	if err != nil {
-		return fmt.Errorf("registry: unbind device: %w", mongodb.Wrap(err))
+		return err
 	}
-	if res.ModifiedCount == 1 {
-		s.record(ctx, Event{UserID: userID, Type: EventTokenUnbound, Actor: actor, DeviceID: deviceID})
+	for _, d := range bound {
+		res, err := s.devices.UpdateOne(ctx, bson.M{"_id": d.ID, "session_id": sessionID, "token_key": d.TokenKey},
+			bson.M{"$set": bson.M{"fcm_token": "", "token_key": unboundKey(d.ID),
+				"token_status": TokenUnbound, "token_updated_at": s.now()}})
+		if err != nil {
+			return fmt.Errorf("registry: unbind device: %w", mongodb.Wrap(err))
+		}
+		if res.ModifiedCount == 1 {
+			s.record(ctx, Event{UserID: userID, Type: EventTokenUnbound, Actor: actor, DeviceID: d.DeviceID, SessionID: sessionID})
+		}
 	}
 	return nil
 }

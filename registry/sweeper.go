@@ -113,6 +113,7 @@ func (s *Store) Sweep(ctx context.Context, v Revalidator) (SweepResult, error) {
 	return res, nil
 }
 
+// find returns the devices matching filter, at most limit (0: all).
 func (s *Store) find(ctx context.Context, filter bson.M, limit int64) ([]deviceDoc, error) {
 	cur, err := s.devices.Find(ctx, filter, options.Find().SetLimit(limit))
 	if err != nil {

@@ -32,6 +32,9 @@ func main() {
 // in order: stop accepting, drain requests, stop background work, close the
 // store.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && isCLICommand(args[0]) {
+		return runCLI(ctx, args, getenv, stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "serve" {
 		args = args[1:]
 	}

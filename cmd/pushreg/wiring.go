@@ -36,8 +36,8 @@ func (d deviceRegistry) BindDevice(ctx context.Context, b auth.DeviceBinding) er
 	return err
 }
 
-func (d deviceRegistry) UnbindDevice(ctx context.Context, userID, deviceID, actor string) error {
-	return d.store.Unbind(ctx, userID, deviceID, actor)
+func (d deviceRegistry) UnbindSession(ctx context.Context, userID, sessionID, actor string) error {
+	return d.store.UnbindSession(ctx, userID, sessionID, actor)
 }
 
 func (d deviceRegistry) Audit(ctx context.Context, e auth.AuditEvent) {
