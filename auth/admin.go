@@ -133,9 +133,8 @@ func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, actor 
 		return nil, err
 	}
 	if p.Roles != nil {
-		if _, err := s.sessions.coll.UpdateMany(ctx, bson.M{"user_id": id, "revoked": false},
-			bson.M{"$set": bson.M{"roles": u.Roles}}); err != nil {
-			return nil, fmt.Errorf("auth: update session roles: %w", err)
+		if err := s.sessions.setRoles(ctx, id, u.Roles); err != nil {
+			return nil, err
 		}
 	}
 	if p.Disabled != nil && *p.Disabled {

@@ -139,7 +139,7 @@ func New(cfg Config) (*Service, error) {
 	return &Service{
 		cfg:       cfg,
 		users:     &users{coll: cfg.DB.Collection("users"), params: cfg.PasswordParams, now: cfg.Now},
-		sessions:  &sessions{coll: cfg.DB.Collection("sessions")},
+		sessions:  &sessions{coll: cfg.DB.Collection("sessions"), locks: mongodb.NewDocLocks()},
 		apps:      &apps{coll: cfg.DB.Collection("apps"), now: cfg.Now},
 		signer:    &signer{keys: cfg.Keys, issuer: cfg.Issuer, audience: cfg.Audience, now: cfg.Now},
 		limiter:   newLimiter(cfg.LoginRateLimit, cfg.Now),

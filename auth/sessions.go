@@ -10,8 +10,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -91,26 +89,12 @@ func sessionIndexes() []mongo.IndexModel {
 	}
 }
 
-// sessions is the sessions collection.
+// sessions is the sessions collection. Every write to a session takes its
+// lock (see mongodb.DocLocks): without it, on FerretDB, a refresh in
+// flight could write back a session that a revocation had just ended.
 type sessions struct {
-	coll *mongo.Collection
-	// locks serialise credential changes per session inside this process.
-	// On MongoDB the conditional update alone is atomic; FerretDB v1 runs
-	// findAndModify as a read then a write, so without the lock two
-	// refreshes with one token could both win.
-	locks stripedMutex
-}
-
-// stripedMutex is a fixed set of mutexes chosen by key hash: bounded
-// memory, and unrelated keys rarely contend.
-type stripedMutex struct{ stripes [256]sync.Mutex }
-
-func (m *stripedMutex) lock(key string) func() {
-	h := fnv.New32a()
-	h.Write([]byte(key))
-	mu := &m.stripes[h.Sum32()%uint32(len(m.stripes))]
-	mu.Lock()
-	return mu.Unlock
+	coll  *mongo.Collection
+	locks *mongodb.DocLocks
 }
 
 func (ss *sessions) insert(ctx context.Context, d *sessionDoc) error {
@@ -162,7 +146,10 @@ type advancePolicy struct {
 // advance uses a credential: rotating it (a new secret replaces it) or
 // not (the session's idle expiry slides). The happy path is one round trip.
 func (ss *sessions) advance(ctx context.Context, p presented, pol advancePolicy) (advanced, error) {
-	unlock := ss.locks.lock(p.sessionID)
+	unlock, err := ss.locks.Lock(ctx, p.sessionID)
+	if err != nil {
+		return advanced{}, err
+	}
 	defer unlock()
 
 	h := hashSecret(p.secret)
@@ -188,7 +175,7 @@ func (ss *sessions) advance(ctx context.Context, p presented, pol advancePolicy)
 	// value is capped after reading (see below).
 	set["idle_expires_at"] = pol.now.Add(pol.refreshTTL)
 	var d sessionDoc
-	err := ss.coll.FindOneAndUpdate(ctx, filter, bson.M{"$set": set},
+	err = ss.coll.FindOneAndUpdate(ctx, filter, bson.M{"$set": set},
 		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
 	if err == nil {
 		if d.IdleExpiresAt.After(d.ExpiresAt) {
@@ -243,7 +230,7 @@ func judge(d *sessionDoc, p presented, now time.Time, grace time.Duration) verdi
 // expired, a duplicate within the grace window (answered with the same
 // successor), or reuse of a retired credential, which revokes the session.
 func (ss *sessions) diagnose(ctx context.Context, p presented, pol advancePolicy) (advanced, error) {
-	d, err := ss.check(ctx, p, pol.now, pol.grace)
+	d, err := ss.checkLocked(ctx, p, pol.now, pol.grace)
 	if err != nil {
 		return advanced{}, err
 	}
@@ -301,6 +288,16 @@ func (ss *sessions) setIfCurrent(ctx context.Context, d *sessionDoc, set bson.M)
 // grace window) without changing anything, except that reuse of a retired
 // credential revokes the session.
 func (ss *sessions) check(ctx context.Context, p presented, now time.Time, grace time.Duration) (*sessionDoc, error) {
+	unlock, err := ss.locks.Lock(ctx, p.sessionID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return ss.checkLocked(ctx, p, now, grace)
+}
+
+// checkLocked is check for a caller holding the session's lock.
+func (ss *sessions) checkLocked(ctx context.Context, p presented, now time.Time, grace time.Duration) (*sessionDoc, error) {
 	d, err := ss.get(ctx, p.sessionID)
 	if err != nil {
 		return nil, err
@@ -313,7 +310,7 @@ func (ss *sessions) check(ctx context.Context, p presented, now time.Time, grace
 	case verdictRevoked:
 		return nil, fmt.Errorf("auth: session %s: %w", d.ID, ErrSessionRevoked)
 	case verdictReused:
-		if err := ss.revoke(ctx, d.ID, "refresh token reuse detected", now); err != nil {
+		if err := ss.revokeLocked(ctx, d.ID, "refresh token reuse detected", now); err != nil {
 			return nil, err
 		}
 		return nil, fmt.Errorf("auth: session %s: %w", d.ID, ErrTokenReused)
@@ -321,14 +318,29 @@ func (ss *sessions) check(ctx context.Context, p presented, now time.Time, grace
 	return nil, fmt.Errorf("auth: session %s: %w", d.ID, ErrInvalidToken)
 }
 
+// setFields writes fields of a live session.
 func (ss *sessions) setFields(ctx context.Context, id string, set bson.M) error {
-	if _, err := ss.coll.UpdateOne(ctx, bson.M{"_id": id}, bson.M{"$set": set}); err != nil {
+	unlock, err := ss.locks.Lock(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := ss.coll.UpdateOne(ctx, bson.M{"_id": id, "revoked": false}, bson.M{"$set": set}); err != nil {
 		return fmt.Errorf("auth: update session: %w", mongodb.Wrap(err))
 	}
 	return nil
 }
 
 func (ss *sessions) revoke(ctx context.Context, id, reason string, now time.Time) error {
+	unlock, err := ss.locks.Lock(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return ss.revokeLocked(ctx, id, reason, now)
+}
+
+func (ss *sessions) revokeLocked(ctx context.Context, id, reason string, now time.Time) error {
 	_, err := ss.coll.UpdateOne(ctx, bson.M{"_id": id, "revoked": false},
 		bson.M{"$set": bson.M{"revoked": true, "revoked_at": now, "revoke_reason": reason}})
 	if err != nil {
@@ -337,18 +349,35 @@ func (ss *sessions) revoke(ctx context.Context, id, reason string, now time.Time
 	return nil
 }
 
-// revokeUser revokes every live session of a user and returns them.
+// revokeUser revokes every live session of a user and returns them. Each
+// is revoked on its own, under its lock, rather than by one updateMany
+// that a refresh in flight could undo.
 func (ss *sessions) revokeUser(ctx context.Context, userID, reason string, now time.Time) ([]Session, error) {
 	live, err := ss.listUser(ctx, userID, true)
 	if err != nil {
 		return nil, err
 	}
-	_, err = ss.coll.UpdateMany(ctx, bson.M{"user_id": userID, "revoked": false},
-		bson.M{"$set": bson.M{"revoked": true, "revoked_at": now, "revoke_reason": reason}})
-	if err != nil {
-		return nil, fmt.Errorf("auth: revoke sessions: %w", mongodb.Wrap(err))
+	for _, d := range live {
+		if err := ss.revoke(ctx, d.ID, reason, now); err != nil {
+			return nil, err
+		}
 	}
 	return live, nil
+}
+
+// setRoles gives the user's live sessions new roles, so the next refresh
+// issues tokens with them.
+func (ss *sessions) setRoles(ctx context.Context, userID string, roles []string) error {
+	live, err := ss.listUser(ctx, userID, true)
+	if err != nil {
+		return err
+	}
+	for _, d := range live {
+		if err := ss.setFields(ctx, d.ID, bson.M{"roles": roles}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (ss *sessions) listUser(ctx context.Context, userID string, liveOnly bool) ([]Session, error) {

@@ -145,7 +145,7 @@ func (s *Store) Touch(ctx context.Context, b Binding) (bool, error) {
 		set["token_status"] = TokenValid
 		set["token_validated_at"] = now
 	}
-	res, err := s.devices.UpdateOne(ctx,
+	res, err := s.devices.updateOne(ctx,
 		bson.M{"_id": deviceKey(b.UserID, b.DeviceID), "token_key": TokenKey(b.FCMToken)},
 		bson.M{"$set": set})
 	if err != nil {
@@ -181,10 +181,9 @@ func (s *Store) Bind(ctx context.Context, b Binding) (BindResult, error) {
 			set["platform"] = b.Platform
 		}
 		var before deviceDoc
-		err := s.devices.FindOneAndUpdate(ctx, bson.M{"_id": id},
-			bson.M{"$set": set, "$setOnInsert": bson.M{"created_at": now}},
-			options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.Before),
-		).Decode(&before)
+		err := s.devices.findOneAndUpdate(ctx, bson.M{"_id": id},
+			bson.M{"$set": set, "$setOnInsert": bson.M{"created_at": now}}, &before,
+			options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.Before))
 		switch {
 		case err == nil:
 			res.TokenChanged = before.TokenKey != key
@@ -228,7 +227,7 @@ func (s *Store) takeToken(ctx context.Context, id, key string, b Binding) ([]Dev
 	if err != nil {
 		return nil, fmt.Errorf("registry: find token holder: %w", mongodb.Wrap(err))
 	}
-	res, err := s.devices.UpdateOne(ctx, bson.M{"_id": holder.ID, "token_key": key},
+	res, err := s.devices.updateOne(ctx, bson.M{"_id": holder.ID, "token_key": key},
 		bson.M{"$set": bson.M{"fcm_token": "", "token_key": unboundKey(holder.ID),
 			"token_status": TokenUnbound, "token_updated_at": s.now()}})
 	if err != nil {
@@ -269,7 +268,7 @@ func (s *Store) enforceLimit(ctx context.Context, b Binding) ([]Device, error) {
 	}
 	var evicted []Device
 	for _, d := range docs {
-		res, err := s.devices.DeleteOne(ctx, bson.M{"_id": d.ID})
+		res, err := s.devices.deleteOne(ctx, bson.M{"_id": d.ID})
 		if err != nil {
 			return evicted, fmt.Errorf("registry: evict device: %w", mongodb.Wrap(err))
 		}
@@ -306,7 +305,7 @@ func (s *Store) UnbindSession(ctx context.Context, userID, sessionID, actor stri
 		return err
 	}
 	for _, d := range bound {
-		res, err := s.devices.UpdateOne(ctx, bson.M{"_id": d.ID, "session_id": sessionID, "token_key": d.TokenKey},
+		res, err := s.devices.updateOne(ctx, bson.M{"_id": d.ID, "session_id": sessionID, "token_key": d.TokenKey},
 			bson.M{"$set": bson.M{"fcm_token": "", "token_key": unboundKey(d.ID),
 				"token_status": TokenUnbound, "token_updated_at": s.now()}})
 		if err != nil {
@@ -323,7 +322,7 @@ func (s *Store) UnbindSession(ctx context.Context, userID, sessionID, actor stri
 // the session bound to it.
 func (s *Store) Delete(ctx context.Context, userID, deviceID, actor string) (Device, error) {
 	var d deviceDoc
-	err := s.devices.FindOneAndDelete(ctx, bson.M{"_id": deviceKey(userID, deviceID)}).Decode(&d)
+	err := s.devices.findOneAndDelete(ctx, bson.M{"_id": deviceKey(userID, deviceID)}, &d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return Device{}, fmt.Errorf("registry: device %q: %w", deviceID, ErrNotFound)
 	}
@@ -338,7 +337,7 @@ func (s *Store) Delete(ctx context.Context, userID, deviceID, actor string) (Dev
 // holds it, and records the prune.
 func (s *Store) MarkInvalid(ctx context.Context, userID, deviceID, token, reason string) (bool, error) {
 	id := deviceKey(userID, deviceID)
-	res, err := s.devices.UpdateOne(ctx, bson.M{"_id": id, "token_key": TokenKey(token)},
+	res, err := s.devices.updateOne(ctx, bson.M{"_id": id, "token_key": TokenKey(token)},
 		bson.M{"$set": bson.M{"fcm_token": "", "token_key": unboundKey(id),
 			"token_status": TokenInvalid, "token_updated_at": s.now()}})
 	if err != nil {

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/pushreg/pushreg/registry/mongodb"
 )
@@ -40,7 +42,7 @@ type Config struct {
 // Store is the device registry.
 type Store struct {
 	db      *mongo.Database
-	devices *mongo.Collection
+	devices lockedCollection
 	events  *mongo.Collection
 	cfg     Config
 	now     func() time.Time
@@ -63,7 +65,7 @@ func New(db *mongo.Database, cfg Config) *Store {
 	}
 	return &Store{
 		db:      db,
-		devices: db.Collection("devices"),
+		devices: lockedCollection{Collection: db.Collection("devices"), locks: mongodb.NewDocLocks()},
 		events:  db.Collection("events"),
 		cfg:     cfg,
 		now:     now,
@@ -81,8 +83,62 @@ func (s *Store) Ping(ctx context.Context) error {
 // EnsureIndexes creates the registry's indexes; it is idempotent.
 func (s *Store) EnsureIndexes(ctx context.Context) error {
 	return mongodb.EnsureIndexes(ctx, map[*mongo.Collection][]mongo.IndexModel{
-		s.devices:           deviceIndexes(),
-		s.events:            eventIndexes(),
-		s.idempotencyKeys(): idempotencyIndexes(),
+		s.devices.Collection: deviceIndexes(),
+		s.events:             eventIndexes(),
+		s.idempotencyKeys():  idempotencyIndexes(),
 	})
+}
+
+// lockedCollection is a collection whose single-document writes, by _id,
+// take that document's lock (see mongodb.DocLocks), so a touch, a prune
+// and a logout of one device cannot undo each other on FerretDB.
+type lockedCollection struct {
+	*mongo.Collection
+	locks *mongodb.DocLocks
+}
+
+func (c lockedCollection) lock(ctx context.Context, filter bson.M) (func(), error) {
+	id, ok := filter["_id"].(string)
+	if !ok {
+		return nil, fmt.Errorf("registry: write without a string _id in its filter")
+	}
+	return c.locks.Lock(ctx, id)
+}
+
+func (c lockedCollection) updateOne(ctx context.Context, filter bson.M, update any) (*mongo.UpdateResult, error) {
+	unlock, err := c.lock(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return c.UpdateOne(ctx, filter, update)
+}
+
+func (c lockedCollection) deleteOne(ctx context.Context, filter bson.M) (*mongo.DeleteResult, error) {
+	unlock, err := c.lock(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return c.DeleteOne(ctx, filter)
+}
+
+// findOneAndUpdate decodes the result into out; mongo.ErrNoDocuments
+// passes through.
+func (c lockedCollection) findOneAndUpdate(ctx context.Context, filter bson.M, update any, out any, opts ...options.Lister[options.FindOneAndUpdateOptions]) error {
+	unlock, err := c.lock(ctx, filter)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return c.FindOneAndUpdate(ctx, filter, update, opts...).Decode(out)
+}
+
+func (c lockedCollection) findOneAndDelete(ctx context.Context, filter bson.M, out any) error {
+	unlock, err := c.lock(ctx, filter)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return c.FindOneAndDelete(ctx, filter).Decode(out)
 }

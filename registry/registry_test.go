@@ -218,3 +218,27 @@ func TestSweepMarksStaleDeletesExpiredAndRevalidates(t *testing.T) {
 		t.Errorf("re-confirmed stale token: status %s, want valid", got)
 	}
 }
+
+// A prune racing the app's touch of the same device must not be undone
+// (on FerretDB every update is a read then a write of the whole document).
+func TestPruneIsNotLostToAConcurrentTouch(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t, registry.Config{})
+	ctx := context.Background()
+	for round := range 50 {
+		dev, tok := fmt.Sprintf("d%d", round), fmt.Sprintf("tok-%d", round)
+		b := registry.Binding{UserID: "u", DeviceID: dev, FCMToken: tok, Verified: true, SessionID: "s"}
+		if _, err := s.Bind(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var pruned bool
+		wg.Add(2)
+		go func() { defer wg.Done(); s.Touch(ctx, b) }()
+		go func() { defer wg.Done(); pruned, _ = s.MarkInvalid(ctx, "u", dev, tok, "UNREGISTERED") }()
+		wg.Wait()
+		if d, _ := s.Get(ctx, "u", dev); pruned && d.TokenStatus.Pushable() {
+			t.Fatalf("round %d: the prune was undone by the concurrent touch (status %s)", round, d.TokenStatus)
+		}
+	}
+}

@@ -50,7 +50,7 @@ func (s *Store) Sweep(ctx context.Context, v Revalidator) (SweepResult, error) {
 		return res, err
 	}
 	for _, d := range stale {
-		r, err := s.devices.UpdateOne(ctx, bson.M{"_id": d.ID, "token_key": d.TokenKey,
+		r, err := s.devices.updateOne(ctx, bson.M{"_id": d.ID, "token_key": d.TokenKey,
 			"last_seen_at": bson.M{"$lt": now.Add(-s.cfg.StaleAfter)}},
 			bson.M{"$set": bson.M{"token_status": TokenStale}})
 		if err != nil {
@@ -68,7 +68,7 @@ func (s *Store) Sweep(ctx context.Context, v Revalidator) (SweepResult, error) {
 		return res, err
 	}
 	for _, d := range expired {
-		r, err := s.devices.DeleteOne(ctx, bson.M{"_id": d.ID, "last_seen_at": bson.M{"$lt": now.Add(-s.cfg.ExpireAfter)}})
+		r, err := s.devices.deleteOne(ctx, bson.M{"_id": d.ID, "last_seen_at": bson.M{"$lt": now.Add(-s.cfg.ExpireAfter)}})
 		if err != nil {
 			return res, fmt.Errorf("registry: delete expired device: %w", mongodb.Wrap(err))
 		}
@@ -103,7 +103,7 @@ func (s *Store) Sweep(ctx context.Context, v Revalidator) (SweepResult, error) {
 			}
 			continue
 		}
-		r, err := s.devices.UpdateOne(ctx, bson.M{"_id": d.ID, "token_key": d.TokenKey, "token_status": TokenUnverified},
+		r, err := s.devices.updateOne(ctx, bson.M{"_id": d.ID, "token_key": d.TokenKey, "token_status": TokenUnverified},
 			bson.M{"$set": bson.M{"token_status": TokenValid, "token_validated_at": s.now()}})
 		if err != nil {
 			return res, fmt.Errorf("registry: mark verified: %w", mongodb.Wrap(err))

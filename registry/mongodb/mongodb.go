@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sync/atomic"
 	"time"
 
@@ -124,4 +125,33 @@ func EnsureIndexes(ctx context.Context, byCollection map[*mongo.Collection][]mon
 		}
 	}
 	return nil
+}
+
+// DocLocks serialise this process's writes to one document. FerretDB v1
+// applies every update, conditional or not, as a read then a write of the
+// whole document, so two overlapping writes to one document can lose one
+// of them; MongoDB needs no lock. A fixed set of stripes bounds memory.
+type DocLocks struct{ stripes [256]chan struct{} }
+
+// NewDocLocks returns an unlocked set.
+func NewDocLocks() *DocLocks {
+	l := &DocLocks{}
+	for i := range l.stripes {
+		l.stripes[i] = make(chan struct{}, 1)
+	}
+	return l
+}
+
+// Lock waits for the document's stripe, or for ctx, whose end is reported
+// as ErrUnavailable: the store is too slow to take more work.
+func (l *DocLocks) Lock(ctx context.Context, id string) (unlock func(), err error) {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	ch := l.stripes[h.Sum32()%uint32(len(l.stripes))]
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: waiting for a write to %s: %w", ErrUnavailable, id, ctx.Err())
+	}
 }
