@@ -38,7 +38,8 @@ type KeySet struct {
 	signer *Key
 	byID   map[string]*Key
 	order  []*Key
-	macKey []byte
+	// macKeys authenticate refresh tokens; the first mints.
+	macKeys [][]byte
 }
 
 // NewKeySet builds a key set; one key must be private.
@@ -60,16 +61,24 @@ func NewKeySet(keys ...*Key) (*KeySet, error) {
 	if ks.signer == nil {
 		return nil, errors.New("auth: no private signing key")
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(ks.signer.Private)
-	if err != nil {
-		return nil, fmt.Errorf("auth: signing key: %w", err)
-	}
 	// Refresh tokens carry a MAC so a forged token can never trigger reuse
-	// detection; its key derives from the signing key, so every instance
-	// sharing the keys file agrees on it.
-	ks.macKey, err = hkdf.Key(sha256.New, der, nil, "pushreg refresh token mac", 32)
-	if err != nil {
-		return nil, err
+	// detection. Its keys derive from the private keys, so every instance
+	// sharing the keys file agrees on them, and a rotated-out private key
+	// still listed keeps its refresh tokens valid: the signer's key mints,
+	// every private key's verifies.
+	for _, k := range append([]*Key{ks.signer}, ks.order...) {
+		if k.Private == nil || (k != ks.signer && k.ID == ks.signer.ID) {
+			continue
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(k.Private)
+		if err != nil {
+			return nil, fmt.Errorf("auth: key %s: %w", k.ID, err)
+		}
+		mk, err := hkdf.Key(sha256.New, der, nil, "pushreg refresh token mac", 32)
+		if err != nil {
+			return nil, err
+		}
+		ks.macKeys = append(ks.macKeys, mk)
 	}
 	return ks, nil
 }

@@ -145,8 +145,8 @@ type refreshToken struct {
 	secret    []byte
 }
 
-func (ks *KeySet) mac(sid []byte, gen int64, secret []byte) []byte {
-	m := hmac.New(sha256.New, ks.macKey)
+func mac(key, sid []byte, gen int64, secret []byte) []byte {
+	m := hmac.New(sha256.New, key)
 	m.Write(sid)
 	binary.Write(m, binary.BigEndian, gen)
 	m.Write(secret)
@@ -160,7 +160,7 @@ func (ks *KeySet) encodeRefresh(t refreshToken) string {
 	b = append(b, sid...)
 	b = binary.BigEndian.AppendUint64(b, uint64(t.gen))
 	b = append(b, t.secret...)
-	b = append(b, ks.mac(sid, t.gen, t.secret)...)
+	b = append(b, mac(ks.macKeys[0], sid, t.gen, t.secret)...)
 	return refreshPrefix + base64.RawURLEncoding.EncodeToString(b)
 }
 
@@ -176,7 +176,11 @@ func (ks *KeySet) decodeRefresh(s string) (refreshToken, error) {
 	sid := b[1 : 1+sidLen]
 	gen := int64(binary.BigEndian.Uint64(b[1+sidLen:]))
 	secret := b[1+sidLen+8 : 1+sidLen+8+secretLen]
-	if !hmac.Equal(b[refreshLen-macLen:], ks.mac(sid, gen, secret)) || gen < 0 {
+	minted := false
+	for _, k := range ks.macKeys {
+		minted = minted || hmac.Equal(b[refreshLen-macLen:], mac(k, sid, gen, secret))
+	}
+	if !minted || gen < 0 {
 		return refreshToken{}, fmt.Errorf("%w: refresh token not minted here", ErrInvalidToken)
 	}
 	return refreshToken{sessionID: hex.EncodeToString(sid), gen: gen, secret: secret}, nil
