@@ -511,6 +511,24 @@ func (s *Service) VerifyAccess(token string) (*Claims, error) {
 	return s.signer.verify(typAccess, stripBearer(token))
 }
 
+// Authorize is VerifyAccess for a request: a token that lives longer than
+// PUSHREG_ACCESS_TTL (kalsel's limit allows up to 7 days) must also still
+// have a live session, so revoking a session ends every token it issued
+// within PUSHREG_ACCESS_TTL.
+func (s *Service) Authorize(ctx context.Context, token string) (*Claims, error) {
+	c, err := s.VerifyAccess(token)
+	if err != nil {
+		return nil, err
+	}
+	if c.SessionID != "" && c.ExpiresAt != nil && c.IssuedAt != nil &&
+		c.ExpiresAt.Sub(c.IssuedAt.Time) > s.cfg.AccessTTL {
+		if _, err := s.liveSession(ctx, c.SessionID); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
 // liveSession reads a session and refuses revoked or expired ones.
 func (s *Service) liveSession(ctx context.Context, id string) (*sessionDoc, error) {
 	d, err := s.sessions.get(ctx, id)

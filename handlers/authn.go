@@ -63,7 +63,7 @@ func (s *server) authenticate(allowApps bool) echo.MiddlewareFunc {
 			var p principal
 			switch {
 			case strings.EqualFold(scheme, "Bearer") && value != "":
-				claims, err := s.auth.VerifyAccess(value)
+				claims, err := s.auth.Authorize(c.Request().Context(), value)
 				if err != nil {
 					c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer error="invalid_token"`)
 					return err

@@ -68,3 +68,20 @@ func TestTokenEndpointBindsADevice(t *testing.T) {
 		t.Errorf("device_id without fcm_token = %d %s, want 400 invalid_request", r.status, r.body)
 	}
 }
+
+// kalsel's limit gives access tokens up to 7 days; revoking the session
+// must still end them, not leave them valid for a week.
+func TestLongLivedAccessTokensEndWithTheirSession(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, nil)
+	a.createUser(map[string]any{"username": "lars", "password": "lars-password"})
+	rt := a.must(http.StatusOK, request{method: "POST", path: "/api/v1/login",
+		body: map[string]string{"username": "lars", "password": "lars-password"}}).json(t)["refresh_token"].(string)
+	week := a.must(http.StatusOK, request{method: "POST", path: "/api/v1/refresh",
+		body: map[string]any{"refresh_token": rt, "limit": 10080}}).json(t)["access_token"].(string)
+	a.must(http.StatusOK, request{method: "GET", path: "/v1/me/devices", header: bearer(week)})
+	a.must(http.StatusOK, request{method: "POST", path: "/v1/auth/revoke", body: url.Values{"token": {rt}}})
+	if r := a.do(request{method: "GET", path: "/v1/me/devices", header: bearer(week)}); r.status != http.StatusUnauthorized {
+		t.Errorf("a 7-day access token after its session was revoked = %d, want 401", r.status)
+	}
+}
