@@ -28,28 +28,21 @@ func newLimiter(limit int, now func() time.Time) *limiter {
 	return &limiter{limit: limit, window: time.Minute, now: now, entries: map[string]*window{}}
 }
 
-// allow returns the wait before keys may try again, or zero.
-func (l *limiter) allow(keys ...string) time.Duration {
+// reserve counts an attempt against every key and returns zero, or, when
+// a key has no attempts left, the wait before it has, counting nothing.
+func (l *limiter) reserve(keys ...string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
 	var wait time.Duration
 	for _, k := range keys {
-		w, ok := l.entries[k]
-		if !ok || now.Sub(w.start) >= l.window {
-			continue
-		}
-		if w.fails >= l.limit {
+		if w, ok := l.entries[k]; ok && now.Sub(w.start) < l.window && w.fails >= l.limit {
 			wait = max(wait, w.start.Add(l.window).Sub(now))
 		}
 	}
-	return wait
-}
-
-func (l *limiter) fail(keys ...string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
+	if wait > 0 {
+		return wait
+	}
 	if len(l.entries) >= maxLimiterEntries {
 		for k, w := range l.entries {
 			if now.Sub(w.start) >= l.window {
@@ -67,5 +60,18 @@ func (l *limiter) fail(keys ...string) {
 			l.entries[k] = w
 		}
 		w.fails++
+	}
+	return 0
+}
+
+// refund gives back the attempt of a login that succeeded: only failures
+// count.
+func (l *limiter) refund(keys ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, k := range keys {
+		if w, ok := l.entries[k]; ok && w.fails > 0 {
+			w.fails--
+		}
 	}
 }

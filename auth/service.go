@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"time"
 
@@ -129,6 +130,7 @@ type Service struct {
 	signer    *signer
 	limiter   *limiter
 	dummyHash string
+	hashSlots chan struct{}
 }
 
 // New builds the service. Call EnsureIndexes before serving.
@@ -144,6 +146,7 @@ func New(cfg Config) (*Service, error) {
 		signer:    &signer{keys: cfg.Keys, issuer: cfg.Issuer, audience: cfg.Audience, now: cfg.Now},
 		limiter:   newLimiter(cfg.LoginRateLimit, cfg.Now),
 		dummyHash: hashPassword("pushreg-no-such-user", cfg.PasswordParams),
+		hashSlots: make(chan struct{}, 2*runtime.GOMAXPROCS(0)),
 	}, nil
 }
 
@@ -223,36 +226,56 @@ func (s *Service) Authenticate(ctx context.Context, login, password, clientIP st
 	if clientIP != "" {
 		keys = append(keys, "ip:"+clientIP)
 	}
-	if wait := s.limiter.allow(keys...); wait > 0 {
+	// Every attempt takes a slot before it is checked, so a burst of
+	// concurrent guesses cannot all pass; a success gives its slot back.
+	if wait := s.limiter.reserve(keys...); wait > 0 {
 		return nil, &RateLimitedError{RetryAfter: wait}
 	}
-	if login == "" || password == "" || len(login) > 254 || len(password) > 256 {
-		checkPassword(password, s.dummyHash)
-		s.limiter.fail(keys...)
-		return nil, fmt.Errorf("auth: login: %w", ErrInvalidCredentials)
-	}
-	u, err := s.users.byLogin(ctx, login)
-	if errors.Is(err, ErrNotFound) {
-		// Hash anyway: an unknown user costs what a wrong password costs.
-		checkPassword(password, s.dummyHash)
-		s.limiter.fail(keys...)
-		return nil, fmt.Errorf("auth: login: %w", ErrInvalidCredentials)
-	}
+	u, err := s.checkCredentials(ctx, login, password)
 	if err != nil {
 		return nil, err
 	}
-	ok, err := checkPassword(password, u.PasswordHash)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		s.limiter.fail(keys...)
-		return nil, fmt.Errorf("auth: login: %w", ErrInvalidCredentials)
-	}
+	s.limiter.refund(keys...)
 	if u.Disabled {
 		return nil, fmt.Errorf("auth: login %s: %w", u.ID, ErrAccountDisabled)
 	}
 	return u, nil
+}
+
+func (s *Service) checkCredentials(ctx context.Context, login, password string) (*User, error) {
+	var u *User
+	err := ErrNotFound
+	if login != "" && password != "" && len(login) <= 254 && len(password) <= 256 {
+		u, err = s.users.byLogin(ctx, login)
+	}
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	hash := s.dummyHash // an unknown user costs what a wrong password costs
+	if u != nil {
+		hash = u.PasswordHash
+	}
+	ok, herr := s.hashPassword(ctx, password, hash)
+	if herr != nil {
+		return nil, herr
+	}
+	if u == nil || !ok {
+		return nil, fmt.Errorf("auth: login: %w", ErrInvalidCredentials)
+	}
+	return u, nil
+}
+
+// hashPassword checks a password with at most len(hashSlots) argon2id
+// computations at once: each takes 19 MiB, and a burst of logins must
+// queue (or time out as 503) rather than exhaust memory.
+func (s *Service) hashPassword(ctx context.Context, password, phc string) (bool, error) {
+	select {
+	case s.hashSlots <- struct{}{}:
+	case <-ctx.Done():
+		return false, fmt.Errorf("auth: waiting to check a password: %w: %w", ErrUnavailable, ctx.Err())
+	}
+	defer func() { <-s.hashSlots }()
+	return checkPassword(password, phc)
 }
 
 // Login signs a user in and starts a session, bound to the device when

@@ -3,6 +3,7 @@ package main
 import (
 	"net/http"
 	"net/url"
+	"sync"
 	"testing"
 )
 
@@ -83,5 +84,38 @@ func TestLongLivedAccessTokensEndWithTheirSession(t *testing.T) {
 	a.must(http.StatusOK, request{method: "POST", path: "/v1/auth/revoke", body: url.Values{"token": {rt}}})
 	if r := a.do(request{method: "GET", path: "/v1/me/devices", header: bearer(week)}); r.status != http.StatusUnauthorized {
 		t.Errorf("a 7-day access token after its session was revoked = %d, want 401", r.status)
+	}
+}
+
+// A burst of concurrent guesses gets no more tries than the limit.
+func TestLoginLimitHoldsUnderABurst(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, map[string]string{"PUSHREG_LOGIN_RATE_LIMIT": "5"})
+	a.createUser(map[string]any{"username": "bea", "password": "bea-password"})
+	const n = 30
+	statuses := make(chan int, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses <- a.do(request{method: "POST", path: "/v1/auth/login",
+				body: map[string]string{"username": "bea", "password": "guess-guess"}}).status
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	tried := 0
+	for s := range statuses {
+		switch s {
+		case http.StatusUnauthorized:
+			tried++
+		case http.StatusTooManyRequests:
+		default:
+			t.Errorf("a guess answered %d", s)
+		}
+	}
+	if tried > 5 {
+		t.Errorf("%d guesses were checked in a burst, want at most the limit of 5", tried)
 	}
 }
