@@ -137,17 +137,25 @@ type BindResult struct {
 
 // Touch records that a device confirmed the token it already holds, for
 // the session. It reports false when the device does not hold that token,
-// in which case the caller binds instead. One round trip.
+// in which case the caller binds instead. One round trip; two when a stale
+// token is confirmed without Firebase's word (it becomes unverified, and
+// pushable, again).
 func (s *Store) Touch(ctx context.Context, b Binding) (bool, error) {
 	now := s.now()
+	filter := bson.M{"_id": deviceKey(b.UserID, b.DeviceID), "token_key": TokenKey(b.FCMToken)}
 	set := bson.M{"last_seen_at": now, "session_id": b.SessionID}
 	if b.Verified {
 		set["token_status"] = TokenValid
 		set["token_validated_at"] = now
+	} else {
+		filter["token_status"] = bson.M{"$ne": TokenStale}
 	}
-	res, err := s.devices.updateOne(ctx,
-		bson.M{"_id": deviceKey(b.UserID, b.DeviceID), "token_key": TokenKey(b.FCMToken)},
-		bson.M{"$set": set})
+	res, err := s.devices.updateOne(ctx, filter, bson.M{"$set": set})
+	if err == nil && res.MatchedCount == 0 && !b.Verified {
+		delete(filter, "token_status")
+		set["token_status"] = TokenUnverified
+		res, err = s.devices.updateOne(ctx, filter, bson.M{"$set": set})
+	}
 	if err != nil {
 		return false, fmt.Errorf("registry: touch device: %w", mongodb.Wrap(err))
 	}

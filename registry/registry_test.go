@@ -212,7 +212,12 @@ func TestSweepMarksStaleDeletesExpiredAndRevalidates(t *testing.T) {
 	if len(pushable) != 2 {
 		t.Errorf("%d pushable devices, want 2 (fresh, unsure-good)", len(pushable))
 	}
-	// A stale token the app confirms again is pushable again.
+	// A stale token the app confirms again is pushable again: valid with
+	// Firebase's word, unverified without it (an outage, format-only mode).
+	bind("old", "tok-old", false)
+	if got := status("old"); got != registry.TokenUnverified {
+		t.Errorf("stale token re-confirmed without Firebase: status %s, want unverified", got)
+	}
 	bind("old", "tok-old", true)
 	if got := status("old"); got != registry.TokenValid {
 		t.Errorf("re-confirmed stale token: status %s, want valid", got)
