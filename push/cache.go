@@ -75,6 +75,19 @@ func (c *validCache) add(key tokenKey, now time.Time) {
 	}
 }
 
+// remove forgets key: FCM has since said the token is dead.
+func (c *validCache) remove(key tokenKey) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.byKey[key]; ok {
+		c.order.Remove(el)
+		delete(c.byKey, key)
+	}
+}
+
 // len returns the number of entries, expired ones included.
 func (c *validCache) len() int {
 	c.mu.Lock()

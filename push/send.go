@@ -151,6 +151,13 @@ func (c *Client) SendToTokens(ctx context.Context, tokens []string, msg *Message
 		if err := c.sendRound(ctx, tokens, pending, msg, dryRun, attempt, results); err != nil {
 			return nil, fmt.Errorf("push: send: %w", err)
 		}
+		for _, i := range pending {
+			if results[i].Class == ClassPrune {
+				// A dead token must not pass validation from the cache
+				// when an app binds it again.
+				c.cache.remove(keyOf(tokens[i]))
+			}
+		}
 		pending = retryable(pending, results)
 		if len(pending) == 0 || attempt == c.cfg.MaxAttempts || ctx.Err() != nil {
 			break

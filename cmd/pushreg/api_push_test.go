@@ -734,3 +734,24 @@ func BenchmarkPushAPI(b *testing.B) {
 	b.ReportMetric(float64(sent)/time.Since(start).Seconds(), "msgs/s")
 	b.ReportMetric(float64(a.svc.commands.Started()-commands)/float64(pushes), "roundtrips/push")
 }
+
+// A token FCM declared dead is asked about again when an app binds it,
+// not waved through from the validation cache.
+func TestPrunedTokenIsNotValidatedFromTheCache(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, nil)
+	uid := a.createUser(map[string]any{"username": "noa", "password": "noa-password"})
+	tok := fcmToken("noa-phone")
+	a.login("noa", "noa-password", map[string]string{"device_id": "phone", "fcm_token": tok}) // validated, cached
+	a.fcm.SetTokenError(tok, fcmtest.Unregistered)
+	r := a.must(http.StatusOK, request{method: "POST", path: messagesPath(uid), header: bearer(a.admin()), body: hello}).json(t)
+	if r["pruned"] != float64(1) {
+		t.Fatalf("push = %v, want the token pruned", r)
+	}
+	// The app retries with its old token: Firebase is asked, and says no.
+	rr := a.do(request{method: "POST", path: "/v1/auth/login",
+		body: map[string]string{"username": "noa", "password": "noa-password", "device_id": "phone", "fcm_token": tok}})
+	if rr.status != http.StatusUnprocessableEntity {
+		t.Errorf("binding the pruned token again = %d %s, want 422", rr.status, rr.body)
+	}
+}
