@@ -59,7 +59,7 @@ func (v tokenValidator) ValidateToken(ctx context.Context, token string) (bool, 
 		return false, fmt.Errorf("fcm_token: %w: %s", auth.ErrFCMTokenMalformed, reason(err, push.ErrTokenMalformed))
 	case errors.Is(err, push.ErrTokenInvalid):
 		return false, fmt.Errorf("%w: %w", auth.ErrFCMTokenRejected, err)
-	case errors.Is(err, push.ErrUnavailable):
+	case errors.Is(err, push.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return false, fmt.Errorf("%w: %w", auth.ErrFCMUnavailable, err)
 	}
 	return false, err

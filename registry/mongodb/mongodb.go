@@ -69,11 +69,39 @@ func Wrap(err error) error {
 		return nil
 	case mongo.IsDuplicateKeyError(err):
 		return fmt.Errorf("%w: %w", ErrDuplicate, err)
-	case mongo.IsNetworkError(err), mongo.IsTimeout(err),
-		errors.Is(err, context.DeadlineExceeded), isServerSelection(err):
+	case mongo.IsNetworkError(err), mongo.IsTimeout(err), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, context.Canceled), isServerSelection(err), isTransient(err):
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err
+}
+
+// transientCodes are server errors of a replica set changing primaries or
+// shutting down: the same request succeeds a moment later.
+var transientCodes = []int{
+	91,    // ShutdownInProgress
+	189,   // PrimarySteppedDown
+	10107, // NotWritablePrimary
+	11600, // InterruptedAtShutdown
+	11602, // InterruptedDueToReplStateChange
+	13435, // NotPrimaryNoSecondaryOk
+	13436, // NotPrimaryOrSecondary
+}
+
+func isTransient(err error) bool {
+	var se mongo.ServerError
+	if !errors.As(err, &se) {
+		return false
+	}
+	if se.HasErrorLabel("RetryableWriteError") {
+		return true
+	}
+	for _, c := range transientCodes {
+		if se.HasErrorCode(c) {
+			return true
+		}
+	}
+	return false
 }
 
 func isServerSelection(err error) bool {
