@@ -8,8 +8,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// Revoke implements RFC 7009: a refresh token or an access token ends its
-// session. Tokens that are invalid or already dead are not an error: the
+// Revoke implements RFC 7009: a refresh token, an access token or a Kecak
+// token ends its session. Tokens that are invalid or already dead are not an error: the
 // client's goal (the token no longer works) is met.
 func (s *Service) Revoke(ctx context.Context, token string) error {
 	var sid string
@@ -21,6 +21,16 @@ func (s *Service) Revoke(ctx context.Context, token string) error {
 		sid = d.ID
 	} else if c, err := s.VerifyAccess(token); err == nil && c.SessionID != "" {
 		sid = c.SessionID
+	} else if c, err := s.signer.verify(typKecak, stripBearer(token)); err == nil {
+		secret, err := decodeSecret(c.ID)
+		if err != nil {
+			return nil
+		}
+		d, err := s.sessions.check(ctx, presented{sessionID: c.SessionID, gen: c.Gen, secret: secret}, s.cfg.Now(), s.cfg.ReuseGrace)
+		if err != nil {
+			return ignoreDead(err)
+		}
+		sid = d.ID
 	} else {
 		return nil
 	}

@@ -376,7 +376,10 @@ func (s *Service) Refresh(ctx context.Context, r RefreshRequest) (*Grant, error)
 	}
 	pol := s.policy(r.Rotate)
 	if changesDevice {
-		pol.set = bson.M{"device_id": r.Device.DeviceID, "fcm_token": r.Device.FCMToken, "platform": r.Device.Platform}
+		pol.set = bson.M{"device_id": r.Device.DeviceID, "fcm_token": r.Device.FCMToken}
+		if r.Device.Platform != "" {
+			pol.set["platform"] = r.Device.Platform
+		}
 	}
 	adv, err := s.sessions.advance(ctx, p, pol)
 	if err != nil {

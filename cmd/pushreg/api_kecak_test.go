@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -102,6 +103,13 @@ func TestKecakLoginCheckAndRefresh(t *testing.T) {
 	r = a.do(request{method: "GET", path: kecakCheck, header: map[string]string{"Authorization": updated}})
 	if r.status != http.StatusUnauthorized || r.json(t)["valid"] != false {
 		t.Errorf("successor after reuse = %d %s, want 401 valid false", r.status, r.body)
+	}
+
+	// RFC 7009 revocation takes Kecak tokens too.
+	fresh := a.kecakSignIn("lina", "lina-password", "pixel-7", "fcm:second")
+	a.must(http.StatusOK, request{method: "POST", path: "/v1/auth/revoke", body: url.Values{"token": {fresh}}})
+	if r := a.do(request{method: "GET", path: kecakCheck, header: map[string]string{"Authorization": fresh}}); r.status != http.StatusUnauthorized {
+		t.Errorf("a revoked Kecak token = %d, want 401", r.status)
 	}
 }
 

@@ -87,8 +87,9 @@ func TestConcurrentKecakBindsOfOneDeviceFromTwoSessions(t *testing.T) {
 	if err := a.db.Collection("sessions").FindOne(context.Background(), bson.M{"_id": sid}).Decode(&sess); err != nil {
 		t.Fatalf("the device's session %s: %v", sid, err)
 	}
-	if sess["device_id"] != "phone" {
-		t.Errorf("session %s names device %v, want phone", sid, sess["device_id"])
+	if sess["device_id"] != "phone" || sess["fcm_token"] != devices[0]["fcm_token"] {
+		t.Errorf("session %s names device %v token %v; the device holds %v: they disagree",
+			sid, sess["device_id"], sess["fcm_token"], devices[0]["fcm_token"])
 	}
 }
 

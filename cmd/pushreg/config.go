@@ -152,6 +152,11 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 	if (c.AdminUsername == "") != (c.AdminPassword == "") {
 		return nil, errors.New("PUSHREG_ADMIN_USERNAME and PUSHREG_ADMIN_PASSWORD must be set together")
 	}
+	if c.AdminPassword != "" && len(c.AdminPassword) < 8 {
+		// Caught here, not when the bootstrap fails in the background and
+		// leaves the service unready.
+		return nil, errors.New("PUSHREG_ADMIN_PASSWORD: must be at least 8 characters")
+	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return nil, fmt.Errorf("PUSHREG_ADDR: %w", err)
 	}

@@ -180,10 +180,14 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{"PUSHREG_PUSH_CONCURRENCY", "0", "PUSHREG_PUSH_CONCURRENCY"},
 		{"PUSHREG_ALLOWED_REFERERS", "not a url", "PUSHREG_ALLOWED_REFERERS"},
 		{"PUSHREG_ADDR", "8080", "PUSHREG_ADDR"},
+		{"PUSHREG_ADMIN_PASSWORD", "short", "PUSHREG_ADMIN_PASSWORD"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {
-			env := map[string]string{tt.env: tt.value}
+			env := map[string]string{tt.env: tt.value, "PUSHREG_ADMIN_USERNAME": "admin"}
+			if tt.env != "PUSHREG_ADMIN_PASSWORD" {
+				env["PUSHREG_ADMIN_PASSWORD"] = "long-enough"
+			}
 			_, err := loadConfig(nil, func(k string) string { return env[k] }, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), tt.wantInErr) {
 				t.Fatalf("loadConfig(%s=%q) error = %v, want one naming %s", tt.env, tt.value, err, tt.wantInErr)
