@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -26,6 +27,12 @@ type Config struct {
 	PostgreSQLURL string
 	// Logger receives FerretDB's own logs; nil discards them.
 	Logger *slog.Logger
+	// Addr is the loopback host:port to listen on; empty means
+	// "127.0.0.1:0", a free port. A fixed address lets a server be stopped
+	// and started again where its clients expect it, as a restarted
+	// database would be. The server has no authentication, so anything
+	// but a loopback address is refused.
+	Addr string
 }
 
 // Server is a running embedded FerretDB.
@@ -35,16 +42,23 @@ type Server struct {
 	done   chan struct{}
 }
 
-// Start starts FerretDB on a free loopback port and returns once it accepts
-// connections.
+// Start starts FerretDB on cfg.Addr (by default a free loopback port) and
+// returns once it accepts connections.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	addr := cfg.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	if err := checkLoopback(addr); err != nil {
+		return nil, err
+	}
 
 	fcfg := &ferretdb.Config{
-		Listener: ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
+		Listener: ferretdb.ListenerConfig{TCP: addr},
 		Logger:   logger,
 	}
 	if cfg.PostgreSQLURL != "" {
@@ -63,7 +77,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		fcfg.SQLiteURL = (&url.URL{Scheme: "file", Path: dir + "/", OmitHost: true}).String()
 	}
 
-	f, err := ferretdb.New(fcfg)
+	f, err := newFerretDB(fcfg)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: start FerretDB: %w", err)
 	}
@@ -84,14 +98,46 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// newMu serialises ferretdb.New, which writes a package variable of
+// FerretDB's (version.Get().Package): two servers starting at once in one
+// process, as parallel tests do, would race on it.
+var newMu sync.Mutex
+
+func newFerretDB(cfg *ferretdb.Config) (*ferretdb.FerretDB, error) {
+	newMu.Lock()
+	defer newMu.Unlock()
+	return ferretdb.New(cfg)
+}
+
 // URI returns the mongodb:// URI clients connect to.
 func (s *Server) URI() string { return s.uri }
+
+// Addr returns the host:port the server listens on, to start it again
+// there after Close.
+func (s *Server) Addr() string {
+	u, err := url.Parse(s.uri)
+	if err != nil {
+		return ""
+	}
+	return u.Host
+}
 
 // Close stops the server, closing its connections and its storage, and
 // waits for it to finish.
 func (s *Server) Close() {
 	s.cancel()
 	<-s.done
+}
+
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("embedded: address %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("embedded: address %q is not a loopback address", addr)
+	}
+	return nil
 }
 
 func waitListening(ctx context.Context, uri string) error {
