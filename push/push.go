@@ -187,6 +187,10 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		c.log.Warn("push: no Firebase credentials or endpoint configured: tokens are checked for shape only and nothing can be sent")
 		return c, nil
 	}
+	// pushreg sets up no OpenTelemetry, yet the SDK's HTTP client wraps
+	// every FCM request in otelhttp instrumentation unless told not to:
+	// about 8% of the CPU of a fan-out (scripts/bench, BenchmarkPushAPI).
+	opts = append(opts, option.WithTelemetryDisabled())
 
 	app, err := firebase.NewApp(ctx, &firebase.Config{ProjectID: c.project}, opts...)
 	if err != nil {
