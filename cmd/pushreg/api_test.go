@@ -113,6 +113,14 @@ const (
 // newAPI starts pushreg; env sets variables as an operator would.
 func newAPI(t testing.TB, env map[string]string) *api {
 	t.Helper()
+	db := mongotest.New(t)
+	return startAPI(t, mongotest.URI(t), db, env)
+}
+
+// startAPI starts pushreg on the store at uri, in db's database, with the
+// real Firebase SDK pointed at a fresh FCM double.
+func startAPI(t testing.TB, uri string, db *mongotest.DB, env map[string]string) *api {
+	t.Helper()
 	fcm := fcmtest.New(t)
 	vars := map[string]string{
 		"PUSHREG_FCM_ENDPOINT":   fcm.Endpoint(),
@@ -131,13 +139,12 @@ func newAPI(t testing.TB, env map[string]string) *api {
 	// argon2id at OWASP cost takes ~0.5 s under -race; the tests check
 	// behaviour, not cost.
 	cfg.passwordParams = auth.PasswordParams{MemoryKiB: 64, Iterations: 1, Parallelism: 1}
-	db := mongotest.New(t)
 	cfg.MongoDatabase = db.Name()
 
 	a := &api{t: t, fcm: fcm, clock: &testClock{t: time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)},
 		cfg: cfg, logs: &syncBuffer{}, db: db, secrets: map[string]bool{adminPass: true}}
 	log := slog.New(slog.NewJSONHandler(a.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a.svc, err = build(context.Background(), cfg, log, mongotest.URI(t), a.clock.Now)
+	a.svc, err = build(context.Background(), cfg, log, uri, a.clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

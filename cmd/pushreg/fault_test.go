@@ -11,10 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"runtime/debug"
@@ -26,8 +23,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/pushreg/pushreg/auth"
-	"github.com/pushreg/pushreg/push/fcmtest"
 	"github.com/pushreg/pushreg/registry/embedded"
 	"github.com/pushreg/pushreg/registry/mongodb"
 	"github.com/pushreg/pushreg/registry/mongotest"
@@ -92,48 +87,13 @@ func (s *faultStore) start() {
 // may stop and start, in its database "pushreg".
 func newAPIOnStore(t *testing.T, uri string, env map[string]string) *api {
 	t.Helper()
-	fcm := fcmtest.New(t)
-	vars := map[string]string{
-		"PUSHREG_FCM_ENDPOINT":   fcm.Endpoint(),
-		"PUSHREG_DATA_DIR":       t.TempDir(),
-		"PUSHREG_ADMIN_USERNAME": adminName,
-		"PUSHREG_ADMIN_PASSWORD": adminPass,
-		"PUSHREG_SWEEP_INTERVAL": "1000h",
-	}
-	for k, v := range env {
-		vars[k] = v
-	}
-	cfg, err := loadConfig(nil, func(k string) string { return vars[k] }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.passwordParams = auth.PasswordParams{MemoryKiB: 64, Iterations: 1, Parallelism: 1}
 	client, err := mongodb.Connect(uri, mongodb.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Disconnect(context.Background()) })
-	db := &mongotest.DB{Database: client.Database(cfg.MongoDatabase), Client: client, Commands: &mongodb.CommandCounter{}}
-
-	a := &api{t: t, fcm: fcm, clock: &testClock{t: time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)},
-		cfg: cfg, logs: &syncBuffer{}, db: db, secrets: map[string]bool{adminPass: true}}
-	log := slog.New(slog.NewJSONHandler(a.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a.svc, err = build(context.Background(), cfg, log, uri, a.clock.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.svc.close)
-	select {
-	case <-a.svc.indexes.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("indexes not created within 30s")
-	}
-	srv := httptest.NewServer(a.svc.handler)
-	t.Cleanup(srv.Close)
-	t.Cleanup(a.checkLogs)
-	a.url = srv.URL
-	a.host = strings.TrimPrefix(srv.URL, "http://")
-	return a
+	db := &mongotest.DB{Database: client.Database("pushreg"), Client: client, Commands: &mongodb.CommandCounter{}}
+	return startAPI(t, uri, db, env)
 }
 
 // loadAnswers keeps every answer the load saw, for checks over time.
