@@ -270,17 +270,24 @@ func (j jwk) key() (*Key, error) {
 	case j.Kty == "EC" && j.Crv == "P-256":
 		x, errX := b64.DecodeString(j.X)
 		y, errY := b64.DecodeString(j.Y)
-		if errX != nil || errY != nil {
+		if errX != nil || errY != nil || len(x) != 32 || len(y) != 32 {
 			return nil, errors.New("bad EC coordinates")
 		}
-		pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
+		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+		if err != nil {
+			return nil, fmt.Errorf("bad EC key: %w", err)
+		}
 		k := &Key{ID: j.Kid, Public: pub}
 		if j.D != "" {
 			d, err := b64.DecodeString(j.D)
 			if err != nil {
 				return nil, errors.New("bad EC d")
 			}
-			k.Private = &ecdsa.PrivateKey{PublicKey: *pub, D: new(big.Int).SetBytes(d)}
+			priv, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), d)
+			if err != nil || !priv.PublicKey.Equal(pub) {
+				return nil, errors.New("bad EC d: not the private key of x, y")
+			}
+			k.Private = priv
 		}
 		return k, nil
 	case j.Kty == "RSA" && j.D == "":
@@ -302,8 +309,9 @@ func publicJWK(k *Key) jwk {
 		j.Kty, j.Crv, j.X = "OKP", "Ed25519", b64.EncodeToString(pub)
 	case *ecdsa.PublicKey:
 		j.Kty, j.Crv = "EC", "P-256"
-		j.X = b64.EncodeToString(pub.X.FillBytes(make([]byte, 32)))
-		j.Y = b64.EncodeToString(pub.Y.FillBytes(make([]byte, 32)))
+		if b, err := pub.Bytes(); err == nil && len(b) == 65 { // 0x04 | x | y
+			j.X, j.Y = b64.EncodeToString(b[1:33]), b64.EncodeToString(b[33:])
+		}
 	case *rsa.PublicKey:
 		j.Kty = "RSA"
 		j.N = b64.EncodeToString(pub.N.Bytes())

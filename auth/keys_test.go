@@ -2,6 +2,11 @@ package auth
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -45,5 +50,46 @@ func TestKeyRotationKeepsSessions(t *testing.T) {
 	}
 	if _, err := (&signer{keys: rotated, issuer: "i", audience: "a", now: now}).verify(typAccess, access); err != nil {
 		t.Errorf("access token of the old key after rotation: %v", err)
+	}
+}
+
+// A P-256 key from a JWK Set signs, and the published JWKS round-trips.
+func TestECKeysFromJWKS(t *testing.T) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen, _ := NewKeySet(&Key{Private: priv})
+	pub := publicJWK(gen.signer)
+	raw, _ := priv.Bytes()
+	pub.D = base64.RawURLEncoding.EncodeToString(raw)
+	set, _ := json.Marshal(map[string]any{"keys": []jwk{pub}})
+	keys, err := parseJWKS(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := NewKeySet(keys...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ks.signer.ID != gen.signer.ID || ks.signer.method.Alg() != "ES256" {
+		t.Errorf("key %s %s, want %s ES256", ks.signer.ID, ks.signer.method.Alg(), gen.signer.ID)
+	}
+	now := func() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }
+	sg := &signer{keys: ks, issuer: "i", audience: "a", now: now}
+	tok, err := sg.sign(typAccess, &Claims{RegisteredClaims: sg.claimsFor("u", time.Minute), SessionID: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sg.verify(typAccess, tok); err != nil {
+		t.Errorf("ES256 token: %v", err)
+	}
+	// A d that is not x, y's private key is refused.
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rawOther, _ := other.Bytes()
+	pub.D = base64.RawURLEncoding.EncodeToString(rawOther)
+	set, _ = json.Marshal(map[string]any{"keys": []jwk{pub}})
+	if _, err := parseJWKS(set); err == nil {
+		t.Error("a mismatched EC private key was accepted")
 	}
 }

@@ -101,8 +101,6 @@ func toProblem(err error) problem {
 	return problem{Status: http.StatusInternalServerError, Title: "Internal Server Error", Detail: "internal error"}
 }
 
-type rendererKey struct{}
-
 // renderer writes a problem in the shape a route family uses.
 type renderer func(c echo.Context, p problem) error
 

@@ -12,8 +12,6 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-type logKey struct{}
-
 // requestID echoes the client's X-Request-ID (when it is a sane value) or
 // makes one, and puts a logger carrying it into the request context.
 func requestID() echo.MiddlewareFunc {
