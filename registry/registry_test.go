@@ -247,3 +247,29 @@ func TestPruneIsNotLostToAConcurrentTouch(t *testing.T) {
 		}
 	}
 }
+
+// unreachable is a Revalidator for a Firebase that does not answer.
+type unreachable struct{ asked int }
+
+func (u *unreachable) Revalidate(context.Context, string) (registry.Verdict, error) {
+	u.asked++
+	return registry.VerdictUnknown, errors.New("FCM unavailable")
+}
+
+func TestSweepStopsAskingAnUnreachableFirebase(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t, registry.Config{})
+	ctx := context.Background()
+	for i := range 5 {
+		if _, err := s.Bind(ctx, registry.Binding{UserID: "u", DeviceID: fmt.Sprintf("d%d", i), FCMToken: fmt.Sprintf("t%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v := &unreachable{}
+	if _, err := s.Sweep(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	if v.asked != 1 {
+		t.Errorf("asked an unreachable Firebase %d times in one sweep, want 1", v.asked)
+	}
+}

@@ -92,8 +92,13 @@ func (s *Store) Sweep(ctx context.Context, v Revalidator) (SweepResult, error) {
 	}
 	for _, d := range unverified {
 		verdict, err := v.Revalidate(ctx, d.FCMToken)
-		if err != nil || verdict == VerdictUnknown {
-			continue // Firebase still cannot tell; next sweep
+		if err != nil {
+			// Firebase is still unreachable: asking about the rest would
+			// cost a validation timeout each. Next sweep.
+			break
+		}
+		if verdict == VerdictUnknown {
+			continue // format-only mode: only the shape could be checked
 		}
 		if verdict == VerdictInvalid {
 			if ok, err := s.MarkInvalid(ctx, d.UserID, d.DeviceID, d.FCMToken, "rejected on re-validation"); err != nil {
