@@ -360,28 +360,20 @@ func (s *Service) Refresh(ctx context.Context, r RefreshRequest) (*Grant, error)
 		return nil, err
 	}
 	p := presented{sessionID: rt.sessionID, gen: rt.gen, secret: rt.secret}
-	changesDevice := false
-	if r.Device != nil {
-		// The session's current binding is only known after reading it, so
-		// a device in the request is checked first and bound before the
-		// credential moves: a failed bind leaves the old token usable.
-		d, err := s.sessions.check(ctx, p, s.cfg.Now(), s.cfg.ReuseGrace)
-		if err != nil {
-			return nil, s.auditFailure(ctx, err, p)
-		}
-		changesDevice = true
-		if err := s.cfg.Devices.BindDevice(ctx, s.binding(withDevice(d, r.Device), verified, "session:"+d.ID)); err != nil {
-			return nil, err
-		}
-	}
 	pol := s.policy(r.Rotate)
+	changesDevice := r.Device != nil
+	var adv advanced
 	if changesDevice {
 		pol.set = bson.M{"device_id": r.Device.DeviceID, "fcm_token": r.Device.FCMToken}
 		if r.Device.Platform != "" {
 			pol.set["platform"] = r.Device.Platform
 		}
+		adv, err = s.sessions.checkBindAdvance(ctx, p, pol, func(d *sessionDoc) error {
+			return s.cfg.Devices.BindDevice(ctx, s.binding(withDevice(d, r.Device), verified, "session:"+d.ID))
+		})
+	} else {
+		adv, err = s.sessions.advance(ctx, p, pol)
 	}
-	adv, err := s.sessions.advance(ctx, p, pol)
 	if err != nil {
 		return nil, s.auditFailure(ctx, err, p)
 	}
@@ -427,17 +419,15 @@ func (s *Service) RefreshKecak(ctx context.Context, token string, dev DeviceRequ
 	p := presented{sessionID: claims.SessionID, gen: claims.Gen, secret: secret}
 	sameBinding := claims.DeviceID == dev.DeviceID && claims.FCMToken == dev.FCMToken
 	pol := s.policy(true)
-	if !sameBinding {
-		d, err := s.sessions.check(ctx, p, s.cfg.Now(), s.cfg.ReuseGrace)
-		if err != nil {
-			return nil, s.auditFailure(ctx, err, p)
-		}
-		if err := s.cfg.Devices.BindDevice(ctx, s.binding(withDevice(d, &dev), verified, "session:"+d.ID)); err != nil {
-			return nil, err
-		}
+	var adv advanced
+	if sameBinding {
+		adv, err = s.sessions.advance(ctx, p, pol)
+	} else {
 		pol.set = bson.M{"device_id": dev.DeviceID, "fcm_token": dev.FCMToken}
+		adv, err = s.sessions.checkBindAdvance(ctx, p, pol, func(d *sessionDoc) error {
+			return s.cfg.Devices.BindDevice(ctx, s.binding(withDevice(d, &dev), verified, "session:"+d.ID))
+		})
 	}
-	adv, err := s.sessions.advance(ctx, p, pol)
 	if err != nil {
 		return nil, s.auditFailure(ctx, err, p)
 	}

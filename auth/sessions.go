@@ -151,7 +151,33 @@ func (ss *sessions) advance(ctx context.Context, p presented, pol advancePolicy)
 		return advanced{}, err
 	}
 	defer unlock()
+	return ss.advanceLocked(ctx, p, pol)
+}
 
+// checkBindAdvance checks the credential, lets bind record the device the
+// request names, then advances the credential with pol.set — all under the
+// session's lock. The device is bound before the credential moves, so a
+// failed bind leaves the presented token usable; and two requests with
+// one credential but different devices or tokens cannot interleave, so
+// the session and the device record end up naming the same binding.
+func (ss *sessions) checkBindAdvance(ctx context.Context, p presented, pol advancePolicy, bind func(*sessionDoc) error) (advanced, error) {
+	unlock, err := ss.locks.Lock(ctx, p.sessionID)
+	if err != nil {
+		return advanced{}, err
+	}
+	defer unlock()
+	d, err := ss.checkLocked(ctx, p, pol.now, pol.grace)
+	if err != nil {
+		return advanced{}, err
+	}
+	if err := bind(d); err != nil {
+		return advanced{}, err
+	}
+	return ss.advanceLocked(ctx, p, pol)
+}
+
+// advanceLocked is advance for a caller holding the session's lock.
+func (ss *sessions) advanceLocked(ctx context.Context, p presented, pol advancePolicy) (advanced, error) {
 	h := hashSecret(p.secret)
 	filter := bson.M{
 		"_id": p.sessionID, "revoked": false, "cred.gen": p.gen, "cred.hash": h,
@@ -175,7 +201,7 @@ func (ss *sessions) advance(ctx context.Context, p presented, pol advancePolicy)
 	// value is capped after reading (see below).
 	set["idle_expires_at"] = pol.now.Add(pol.refreshTTL)
 	var d sessionDoc
-	err = ss.coll.FindOneAndUpdate(ctx, filter, bson.M{"$set": set},
+	err := ss.coll.FindOneAndUpdate(ctx, filter, bson.M{"$set": set},
 		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
 	if err == nil {
 		if d.IdleExpiresAt.After(d.ExpiresAt) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"sync"
@@ -124,5 +125,49 @@ func TestTokenMovedWhileAPushIsInFlight(t *testing.T) {
 	r := a.must(http.StatusOK, request{method: "POST", path: messagesPath(alice), header: basicAuth(appID, secret), body: hello}).json(t)
 	if r["devices"] != float64(0) || len(a.sends()) != sendsBefore {
 		t.Errorf("push to alice after the move = %v; the double saw %d new sends; want none", r, len(a.sends())-sendsBefore)
+	}
+}
+
+// Retries racing with one credential but different FCM tokens (an app
+// whose token changed between two attempts) leave the session and the
+// device agreeing on one token.
+func TestConcurrentRefreshesWithDifferentTokensAgree(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, nil)
+	id := a.createUser(map[string]any{"username": "una", "password": "una-password"})
+	for _, style := range []string{"kecak", "native"} {
+		t.Run(style, func(t *testing.T) {
+			device := "phone-" + style
+			var send func(i int) int
+			switch style {
+			case "kecak":
+				token := a.kecakSignIn("una", "una-password", device, "fcm:"+style+"-0")
+				send = func(i int) int { return a.kecakRefresh(token, device, fmt.Sprintf("fcm:%s-%d", style, i)).status }
+			case "native":
+				rt := a.login("una", "una-password", map[string]string{"device_id": device, "fcm_token": "fcm:" + style + "-0"})["refresh_token"].(string)
+				send = func(i int) int {
+					return a.refresh(rt, url.Values{"device_id": {device}, "fcm_token": {fmt.Sprintf("fcm:%s-%d", style, i)}}).status
+				}
+			}
+			var wg sync.WaitGroup
+			for i := 1; i <= 20; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if s := send(i); s != http.StatusOK {
+						t.Errorf("refresh %d = %d", i, s)
+					}
+				}()
+			}
+			wg.Wait()
+			d := a.device(id, device)
+			var sess bson.M
+			if err := a.db.Collection("sessions").FindOne(context.Background(), bson.M{"_id": d["session_id"]}).Decode(&sess); err != nil {
+				t.Fatal(err)
+			}
+			if sess["fcm_token"] != d["fcm_token"] {
+				t.Errorf("session names %v, the device holds %v", sess["fcm_token"], d["fcm_token"])
+			}
+		})
 	}
 }
