@@ -398,11 +398,12 @@ func (s *Service) Refresh(ctx context.Context, r RefreshRequest) (*Grant, error)
 // token is accepted too; it is answered with a new access token. With the
 // token already bound to the device it is two round trips.
 func (s *Service) RefreshKecak(ctx context.Context, token string, dev DeviceRequest) (*Grant, error) {
-	claims, kecak, err := s.verifyKecakOrAccess(token)
-	if err != nil {
+	// Request errors first, then the token (the order the README gives).
+	if err := dev.Validate(); err != nil {
 		return nil, err
 	}
-	if err := dev.Validate(); err != nil {
+	claims, kecak, err := s.verifyKecakOrAccess(token)
+	if err != nil {
 		return nil, err
 	}
 	verified, err := s.validateDevice(ctx, &dev)
