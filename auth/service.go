@@ -460,6 +460,13 @@ func (s *Service) refreshAccessWithDevice(ctx context.Context, claims *Claims, d
 	if claims.SessionID == "" {
 		return nil, fmt.Errorf("auth: app tokens have no session: %w", ErrInvalidToken)
 	}
+	// Under the session's lock, so a revocation cannot slip between the
+	// liveness check and the bind and leave a device bound to it.
+	unlock, err := s.sessions.locks.Lock(ctx, claims.SessionID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	d, err := s.liveSession(ctx, claims.SessionID)
 	if err != nil {
 		return nil, err
@@ -467,7 +474,7 @@ func (s *Service) refreshAccessWithDevice(ctx context.Context, claims *Claims, d
 	if err := s.cfg.Devices.BindDevice(ctx, s.binding(withDevice(d, &dev), verified, "session:"+d.ID)); err != nil {
 		return nil, err
 	}
-	if err := s.sessions.setFields(ctx, d.ID, bson.M{"device_id": dev.DeviceID, "fcm_token": dev.FCMToken}); err != nil {
+	if err := s.sessions.setFieldsLocked(ctx, d.ID, bson.M{"device_id": dev.DeviceID, "fcm_token": dev.FCMToken}); err != nil {
 		return nil, err
 	}
 	d = withDevice(d, &dev)

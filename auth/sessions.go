@@ -351,6 +351,11 @@ func (ss *sessions) setFields(ctx context.Context, id string, set bson.M) error 
 		return err
 	}
 	defer unlock()
+	return ss.setFieldsLocked(ctx, id, set)
+}
+
+// setFieldsLocked is setFields for a caller holding the session's lock.
+func (ss *sessions) setFieldsLocked(ctx context.Context, id string, set bson.M) error {
 	if _, err := ss.coll.UpdateOne(ctx, bson.M{"_id": id, "revoked": false}, bson.M{"$set": set}); err != nil {
 		return fmt.Errorf("auth: update session: %w", mongodb.Wrap(err))
 	}
