@@ -88,11 +88,6 @@ func (s *Service) RevokeUserSessions(ctx context.Context, userID, reason, actor 
 	return len(revoked), nil
 }
 
-// Sessions lists a user's sessions.
-func (s *Service) Sessions(ctx context.Context, userID string, liveOnly bool) ([]Session, error) {
-	return s.sessions.listUser(ctx, userID, liveOnly)
-}
-
 // CreateUser creates an account.
 func (s *Service) CreateUser(ctx context.Context, n NewUser) (*User, error) {
 	return s.users.create(ctx, n)

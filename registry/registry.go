@@ -22,9 +22,6 @@ var ErrNotFound = errors.New("not found")
 // ErrBadCursor means a pagination cursor was not one this store handed out.
 var ErrBadCursor = errors.New("bad cursor")
 
-// ErrUnavailable means the store could not be reached.
-var ErrUnavailable = mongodb.ErrUnavailable
-
 // Config tunes the registry.
 type Config struct {
 	// MaxDevicesPerUser applies when a user's plan sets no device count.
