@@ -3,6 +3,7 @@ package main
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -117,5 +118,24 @@ func TestLoginLimitHoldsUnderABurst(t *testing.T) {
 	}
 	if tried > 5 {
 		t.Errorf("%d guesses were checked in a burst, want at most the limit of 5", tried)
+	}
+}
+
+// Every line about a request carries its ID: the client's, echoed back,
+// or one pushreg makes.
+func TestRequestIDEchoedAndLogged(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, nil)
+	r := a.do(request{method: "GET", path: "/healthz", header: map[string]string{"X-Request-ID": "trace-abc-123"}})
+	if got := r.header.Get("X-Request-ID"); got != "trace-abc-123" {
+		t.Errorf("X-Request-ID = %q, want the client's echoed", got)
+	}
+	if !strings.Contains(a.logs.String(), `"request_id":"trace-abc-123"`) {
+		t.Error("the request's log line lacks its request ID")
+	}
+	long := strings.Repeat("x", 200)
+	r = a.do(request{method: "GET", path: "/healthz", header: map[string]string{"X-Request-ID": long}})
+	if got := r.header.Get("X-Request-ID"); got == "" || got == long {
+		t.Errorf("X-Request-ID = %q, want a generated one replacing the oversized one", got)
 	}
 }
