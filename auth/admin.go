@@ -112,8 +112,17 @@ func (s *Service) EnsureAdmin(ctx context.Context, username, password string) (*
 	return u, err == nil, err
 }
 
-// User returns one user.
+// User returns one user, without LastLoginAt (see UserDetails).
 func (s *Service) User(ctx context.Context, id string) (*User, error) { return s.users.byID(ctx, id) }
+
+// UserDetails returns one user with LastLoginAt: one more query.
+func (s *Service) UserDetails(ctx context.Context, id string) (*User, error) {
+	u, err := s.users.byID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return u, s.withLastLogin(ctx, u)
+}
 
 // ExistingUsers reports which of ids are users, in one query.
 func (s *Service) ExistingUsers(ctx context.Context, ids []string) (map[string]bool, error) {
@@ -122,12 +131,26 @@ func (s *Service) ExistingUsers(ctx context.Context, ids []string) (map[string]b
 
 // UserByName finds a user by username, case-insensitively.
 func (s *Service) UserByName(ctx context.Context, username string) (*User, error) {
-	return s.users.findOne(ctx, bson.M{"username_key": lower(username)}, username)
+	u, err := s.users.findOne(ctx, bson.M{"username_key": lower(username)}, username)
+	if err != nil {
+		return nil, err
+	}
+	return u, s.withLastLogin(ctx, u)
 }
 
 // Users lists users by username, optionally those starting with prefix.
+// Each user's LastLoginAt costs one query (an index lookup on MongoDB).
 func (s *Service) Users(ctx context.Context, prefix, cursor string, limit int) ([]User, string, error) {
-	return s.users.list(ctx, prefix, cursor, limit)
+	users, next, err := s.users.list(ctx, prefix, cursor, limit)
+	if err != nil {
+		return nil, "", err
+	}
+	for i := range users {
+		if err := s.withLastLogin(ctx, &users[i]); err != nil {
+			return nil, "", err
+		}
+	}
+	return users, next, nil
 }
 
 // UpdateUser changes a user. Disabling revokes every session; new roles
@@ -148,7 +171,7 @@ func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, actor 
 		}
 	}
 	s.cfg.Auditor.Audit(ctx, AuditEvent{UserID: id, Type: "admin_action", Actor: actor, Outcome: "user updated"})
-	return u, nil
+	return u, s.withLastLogin(ctx, u)
 }
 
 // CreateApp registers a backend client; the secret is returned only here.

@@ -40,13 +40,19 @@ type TokenValidator interface {
 }
 
 // AuditEvent is an entry for a user's audit trail; it holds no secret.
+// ID and At are set by the store that records it.
 type AuditEvent struct {
-	UserID, Type, Actor, DeviceID, SessionID, Outcome string
+	ID, UserID, Type, Actor, DeviceID, SessionID, Outcome string
+	At                                                    time.Time
 }
 
-// Auditor records audit events.
+// Auditor records audit events and reads them back.
 type Auditor interface {
 	Audit(ctx context.Context, e AuditEvent)
+	// AuditedBefore returns up to limit of the user's recorded events
+	// after the position (at, id), newest first: by time, then by ID, an
+	// ObjectID in hex. A zero at means from the newest.
+	AuditedBefore(ctx context.Context, userID string, at time.Time, id string, limit int) ([]AuditEvent, error)
 }
 
 // Config configures the Service.
@@ -120,6 +126,10 @@ func (c *Config) validate() error {
 type noAudit struct{}
 
 func (noAudit) Audit(context.Context, AuditEvent) {}
+
+func (noAudit) AuditedBefore(context.Context, string, time.Time, string, int) ([]AuditEvent, error) {
+	return nil, nil
+}
 
 // Service is the session core every login and refresh style uses.
 type Service struct {
@@ -199,6 +209,9 @@ type LoginRequest struct {
 	// Kecak asks for a Kecak session token instead of a refresh token.
 	Kecak  bool
 	Device *DeviceRequest
+	// PreviousLogin asks for the user's login before this one in the
+	// grant's User.LastLoginAt (zero on a first login): one more query.
+	PreviousLogin bool
 }
 
 // Grant is what a successful login or refresh hands out.
@@ -311,12 +324,16 @@ func (s *Service) Login(ctx context.Context, r LoginRequest) (*Grant, error) {
 			return nil, err
 		}
 	}
+	if r.PreviousLogin {
+		if err := s.withLastLogin(ctx, u); err != nil {
+			return nil, err
+		}
+	}
+	// The session is the login's only write: it is also the login's audit
+	// entry and the user's last login time (see AuditTrail).
 	if err := s.sessions.insert(ctx, d); err != nil {
 		return nil, err
 	}
-	s.users.touchLogin(ctx, u.ID, now)
-	s.cfg.Auditor.Audit(ctx, AuditEvent{UserID: u.ID, Type: "login", Actor: "user:" + u.ID,
-		DeviceID: d.DeviceID, SessionID: d.ID, Outcome: "style " + r.Style})
 	g := &Grant{User: u, Session: d.session(), TokenVerified: verified}
 	if err := s.issueAccess(g, d, 0); err != nil {
 		return nil, err

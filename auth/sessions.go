@@ -46,23 +46,25 @@ type Session struct {
 // with the same successor while a dump of the database lets nobody
 // refresh.
 type sessionDoc struct {
-	ID            string     `bson:"_id"`
-	UserID        string     `bson:"user_id"`
-	Username      string     `bson:"username"`
-	Roles         []string   `bson:"roles"`
-	Style         string     `bson:"style"`
-	DeviceID      string     `bson:"device_id"`
-	Platform      string     `bson:"platform"`
-	FCMToken      string     `bson:"fcm_token"`
-	MaxDevices    int        `bson:"max_devices"`
-	CreatedAt     time.Time  `bson:"created_at"`
-	RefreshedAt   time.Time  `bson:"refreshed_at"`
-	ExpiresAt     time.Time  `bson:"expires_at"`
-	IdleExpiresAt time.Time  `bson:"idle_expires_at"`
-	Revoked       bool       `bson:"revoked"`
-	RevokedAt     time.Time  `bson:"revoked_at"`
-	RevokeReason  string     `bson:"revoke_reason"`
-	Cred          credential `bson:"cred"`
+	ID         string    `bson:"_id"`
+	UserID     string    `bson:"user_id"`
+	Username   string    `bson:"username"`
+	Roles      []string  `bson:"roles"`
+	Style      string    `bson:"style"`
+	DeviceID   string    `bson:"device_id"`
+	Platform   string    `bson:"platform"`
+	FCMToken   string    `bson:"fcm_token"`
+	MaxDevices int       `bson:"max_devices"`
+	CreatedAt  time.Time `bson:"created_at"`
+	// LoginSeq orders the login among the user's audit events.
+	LoginSeq      bson.ObjectID `bson:"login_seq"`
+	RefreshedAt   time.Time     `bson:"refreshed_at"`
+	ExpiresAt     time.Time     `bson:"expires_at"`
+	IdleExpiresAt time.Time     `bson:"idle_expires_at"`
+	Revoked       bool          `bson:"revoked"`
+	RevokedAt     time.Time     `bson:"revoked_at"`
+	RevokeReason  string        `bson:"revoke_reason"`
+	Cred          credential    `bson:"cred"`
 }
 
 type credential struct {
@@ -86,6 +88,8 @@ func sessionIndexes() []mongo.IndexModel {
 	return []mongo.IndexModel{
 		{Keys: bson.D{{Key: "user_id", Value: 1}, {Key: "revoked", Value: 1}}, Options: options.Index().SetName("user_live")},
 		{Keys: bson.D{{Key: "expires_at", Value: 1}}, Options: options.Index().SetName("expiry")},
+		// The user's logins, newest first (see AuditTrail).
+		{Keys: bson.D{{Key: "user_id", Value: 1}, {Key: "created_at", Value: -1}, {Key: "login_seq", Value: -1}}, Options: options.Index().SetName("user_logins")},
 	}
 }
 
@@ -98,6 +102,9 @@ type sessions struct {
 }
 
 func (ss *sessions) insert(ctx context.Context, d *sessionDoc) error {
+	// Taken at the write, so the login follows what it recorded first
+	// (a device bind) in the audit trail.
+	d.LoginSeq = bson.NewObjectID()
 	if _, err := ss.coll.InsertOne(ctx, d); err != nil {
 		return fmt.Errorf("auth: create session: %w", mongodb.Wrap(err))
 	}

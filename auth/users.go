@@ -53,7 +53,8 @@ type User struct {
 	Profile      Profile   `bson:"profile"`
 	CreatedAt    time.Time `bson:"created_at"`
 	UpdatedAt    time.Time `bson:"updated_at"`
-	LastLoginAt  time.Time `bson:"last_login_at"`
+	// LastLoginAt is derived from the user's sessions, not stored.
+	LastLoginAt time.Time `bson:"-"`
 }
 
 // HasRole reports whether the user holds role.
@@ -320,9 +321,4 @@ func (us *users) list(ctx context.Context, prefix, cursor string, limit int) ([]
 		next = out[limit-1].UsernameKey
 	}
 	return out, next, nil
-}
-
-func (us *users) touchLogin(ctx context.Context, id string, at time.Time) {
-	// Best effort: Duktig shows it; a failure must not fail a login.
-	_, _ = us.coll.UpdateOne(ctx, bson.M{"_id": id}, bson.M{"$set": bson.M{"last_login_at": at}})
 }

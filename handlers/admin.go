@@ -122,7 +122,7 @@ func (s *server) listUsers(c echo.Context) error {
 }
 
 func (s *server) getUser(c echo.Context) error {
-	u, err := s.auth.User(c.Request().Context(), c.Param("id"))
+	u, err := s.auth.UserDetails(c.Request().Context(), c.Param("id"))
 	if err != nil {
 		return err
 	}
@@ -231,7 +231,7 @@ func (s *server) adminEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	events, next, err := s.devices.Events(c.Request().Context(), id, c.QueryParam("cursor"), limit)
+	events, next, err := s.auth.AuditTrail(c.Request().Context(), id, c.QueryParam("cursor"), limit)
 	if err != nil {
 		return err
 	}
@@ -240,7 +240,7 @@ func (s *server) adminEvents(c echo.Context) error {
 		NextCursor string      `json:"next_cursor,omitempty"`
 	}{Events: make([]eventJSON, len(events)), NextCursor: next}
 	for i, e := range events {
-		out.Events[i] = eventJSON{ID: e.ID, Type: string(e.Type), Actor: e.Actor, DeviceID: e.DeviceID,
+		out.Events[i] = eventJSON{ID: e.ID, Type: e.Type, Actor: e.Actor, DeviceID: e.DeviceID,
 			SessionID: e.SessionID, Outcome: e.Outcome, At: e.At}
 	}
 	return c.JSON(http.StatusOK, out)

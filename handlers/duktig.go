@@ -156,11 +156,12 @@ func (s *server) duktigSignIn(c echo.Context) error {
 	if fields != nil {
 		return c.JSON(http.StatusUnprocessableEntity, fields)
 	}
-	g, err := s.styleLogin(c, "duktig", email, password)
+	// lastLogin is the login before this one; a first login shows itself.
+	g, err := s.auth.Login(c.Request().Context(), auth.LoginRequest{Login: email, Password: password,
+		ClientIP: c.RealIP(), Style: "duktig", PreviousLogin: true})
 	if err != nil {
 		return err
 	}
-	// lastLogin is the login before this one; a first login shows itself.
 	last := g.User.LastLoginAt
 	if last.IsZero() {
 		last = g.Session.CreatedAt

@@ -55,6 +55,7 @@ var classifications = []classification{
 	{auth.ErrFCMUnavailable, problem{Status: http.StatusServiceUnavailable, Title: "Service Unavailable", Code: "fcm_unavailable", Detail: "Firebase could not validate the token; retry later", RetryAfter: 5}},
 	{registry.ErrNotFound, problem{Status: http.StatusNotFound, Title: "Not Found", Code: "not_found"}},
 	{registry.ErrBadCursor, problem{Status: http.StatusBadRequest, Title: "Bad Request", Code: "invalid_cursor", Detail: "the cursor is not one this server handed out"}},
+	{auth.ErrBadCursor, problem{Status: http.StatusBadRequest, Title: "Bad Request", Code: "invalid_cursor", Detail: "the cursor is not one this server handed out"}},
 	{push.ErrPayloadInvalid, problem{Status: http.StatusBadRequest, Title: "Bad Request", Code: "invalid_payload"}},
 	{push.ErrNotConfigured, problem{Status: http.StatusServiceUnavailable, Title: "Service Unavailable", Code: "push_not_configured", Detail: "FCM is not configured (format-only mode), so nothing can be sent; set PUSHREG_FCM_CREDENTIALS_FILE or PUSHREG_FCM_ENDPOINT"}},
 	{push.ErrUnknownUser, problem{Status: http.StatusNotFound, Title: "Not Found", Code: "not_found", Detail: "no such user"}},

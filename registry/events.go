@@ -15,9 +15,9 @@ import (
 // EventType names something that happened to a user's sessions or devices.
 type EventType string
 
-// Event types of the audit trail.
+// Event types of the audit trail. Logins are not recorded here: a
+// session is its own login record (see auth's AuditTrail).
 const (
-	EventLogin          EventType = "login"
 	EventRefresh        EventType = "refresh"
 	EventReuseDetected  EventType = "reuse_detected"
 	EventSessionRevoked EventType = "session_revoked"
@@ -58,7 +58,7 @@ type eventDoc struct {
 
 func eventIndexes() []mongo.IndexModel {
 	return []mongo.IndexModel{
-		{Keys: bson.D{{Key: "user_id", Value: 1}, {Key: "_id", Value: -1}}, Options: options.Index().SetName("user_newest")},
+		{Keys: bson.D{{Key: "user_id", Value: 1}, {Key: "at", Value: -1}, {Key: "_id", Value: -1}}, Options: options.Index().SetName("user_trail")},
 	}
 }
 
@@ -82,35 +82,34 @@ func (s *Store) record(ctx context.Context, e Event) {
 	_ = s.Record(ctx, e)
 }
 
-// Events returns the user's events, newest first, after the cursor (an
-// event ID from a previous page; empty for the first page).
-func (s *Store) Events(ctx context.Context, userID, cursor string, limit int) ([]Event, string, error) {
+// EventsBefore returns up to limit of the user's events that come after
+// the position (at, id) in the trail's order, newest first: by time, then
+// by ID (an ObjectID in hex). A zero at means from the newest. The
+// position is what the auth package's merged trail hands out.
+func (s *Store) EventsBefore(ctx context.Context, userID string, at time.Time, id string, limit int) ([]Event, error) {
 	filter := bson.M{"user_id": userID}
-	if cursor != "" {
-		id, err := bson.ObjectIDFromHex(cursor)
+	if !at.IsZero() {
+		oid, err := bson.ObjectIDFromHex(id)
 		if err != nil {
-			return nil, "", fmt.Errorf("registry: events cursor: %w", ErrBadCursor)
+			return nil, fmt.Errorf("registry: events cursor: %w", ErrBadCursor)
 		}
-		filter["_id"] = bson.M{"$lt": id}
+		// The $lte bound lets MongoDB scan the index from the position.
+		filter["at"] = bson.M{"$lte": at}
+		filter["$or"] = bson.A{bson.M{"at": bson.M{"$lt": at}}, bson.M{"_id": bson.M{"$lt": oid}}}
 	}
-	cur, err := s.events.Find(ctx, filter,
-		options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(int64(limit)+1))
+	cur, err := s.events.Find(ctx, filter, options.Find().
+		SetSort(bson.D{{Key: "at", Value: -1}, {Key: "_id", Value: -1}}).SetLimit(int64(limit)))
 	if err != nil {
-		return nil, "", fmt.Errorf("registry: events: %w", mongodb.Wrap(err))
+		return nil, fmt.Errorf("registry: events: %w", mongodb.Wrap(err))
 	}
 	var docs []eventDoc
 	if err := cur.All(ctx, &docs); err != nil {
-		return nil, "", fmt.Errorf("registry: events: %w", mongodb.Wrap(err))
-	}
-	next := ""
-	if len(docs) > limit {
-		docs = docs[:limit]
-		next = docs[limit-1].ID.Hex()
+		return nil, fmt.Errorf("registry: events: %w", mongodb.Wrap(err))
 	}
 	out := make([]Event, len(docs))
 	for i, d := range docs {
 		out[i] = Event{ID: d.ID.Hex(), UserID: d.UserID, Type: d.Type, Actor: d.Actor,
 			DeviceID: d.DeviceID, SessionID: d.SessionID, Outcome: d.Outcome, At: d.At}
 	}
-	return out, next, nil
+	return out, nil
 }

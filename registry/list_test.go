@@ -178,7 +178,7 @@ func TestListQueriesUseIndexes(t *testing.T) {
 	// The indexes the queries need exist, with the keys they need.
 	for coll, want := range map[string]map[string]string{
 		"devices": {"user_last_seen": "user_id:1 last_seen_at:-1 _id:-1"},
-		"events":  {"user_newest": "user_id:1 _id:-1"},
+		"events":  {"user_trail": "user_id:1 at:-1 _id:-1"},
 	} {
 		specs, err := db.Collection(coll).Indexes().ListSpecifications(ctx)
 		if err != nil {
@@ -211,12 +211,12 @@ func TestListQueriesUseIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	filtered := log.last(t)
-	events, evNext, err := s.Events(ctx, target, "", 5)
+	events, err := s.EventsBefore(ctx, target, time.Time{}, "", 5)
 	if err != nil || len(events) != 5 {
-		t.Fatalf("Events = %d events, %v", len(events), err)
+		t.Fatalf("EventsBefore = %d events, %v", len(events), err)
 	}
 	eventsFirst := log.last(t)
-	if _, _, err := s.Events(ctx, target, evNext, 5); err != nil {
+	if _, err := s.EventsBefore(ctx, target, events[4].At, events[4].ID, 5); err != nil {
 		t.Fatal(err)
 	}
 	eventsNext := log.last(t)
@@ -229,8 +229,8 @@ func TestListQueriesUseIndexes(t *testing.T) {
 		{"devices, first page", firstPage, "user_last_seen"},
 		{"devices, next page", nextPage, "user_last_seen"},
 		{"devices, filtered", filtered, "user_last_seen"},
-		{"events, first page", eventsFirst, "user_newest"},
-		{"events, next page", eventsNext, "user_newest"},
+		{"events, first page", eventsFirst, "user_trail"},
+		{"events, next page", eventsNext, "user_trail"},
 	} {
 		t.Run(q.name, func(t *testing.T) {
 			var out bson.M
@@ -341,7 +341,7 @@ func BenchmarkListDevices(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("devices=%d/events_first_page", users*perUser), func(b *testing.B) {
 			for b.Loop() {
-				evs, _, err := s.Events(ctx, target, "", 50)
+				evs, err := s.EventsBefore(ctx, target, time.Time{}, "", 50)
 				if err != nil || len(evs) != perUser {
 					b.Fatalf("Events = %d events, %v", len(evs), err)
 				}

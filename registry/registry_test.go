@@ -100,7 +100,7 @@ func TestTokenMovesBetweenUsers(t *testing.T) {
 	if len(bob) != 1 || bob[0].FCMToken != "shared" {
 		t.Errorf("bob's pushable devices = %+v, want the shared token", bob)
 	}
-	events, _, err := s.Events(ctx, "alice", "", 10)
+	events, err := s.EventsBefore(ctx, "alice", time.Time{}, "", 10)
 	if err != nil {
 		t.Fatal(err)
 	}

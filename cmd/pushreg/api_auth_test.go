@@ -149,6 +149,34 @@ func TestRotatingRefreshIsOneRoundTrip(t *testing.T) {
 	}
 }
 
+// A login reads the user and writes the session, nothing else: the
+// session is the login's audit entry and the user's last login time.
+func TestLoginIsTwoRoundTrips(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, nil)
+	id := a.createUser(map[string]any{"username": "dora", "password": "dora-password"})
+	if u := admGet[map[string]any](a, "/v1/admin/users/"+id); u["last_login_at"] != nil {
+		t.Errorf("last_login_at before any login = %v, want none", u["last_login_at"])
+	}
+	before := a.svc.commands.Started()
+	login := a.login("dora", "dora-password", nil)
+	if got := a.svc.commands.Started() - before; got != 2 {
+		t.Errorf("a login sent %d MongoDB commands, want 2", got)
+	}
+	wantAt := a.clock.Now().UTC().Truncate(time.Millisecond).Format(time.RFC3339Nano)
+	if u := admGet[map[string]any](a, "/v1/admin/users/"+id); u["last_login_at"] != wantAt {
+		t.Errorf("last_login_at = %v, want the login's time %s", u["last_login_at"], wantAt)
+	}
+	list := admGet[map[string]any](a, "/v1/admin/users?prefix=dora")["users"].([]any)
+	if len(list) != 1 || list[0].(map[string]any)["last_login_at"] != wantAt {
+		t.Errorf("users list = %v, want dora with last_login_at %s", list, wantAt)
+	}
+	events := admGet[admEventPage](a, "/v1/admin/users/"+id+"/events").Events
+	if len(events) == 0 || events[0].Type != "login" || events[0].SessionID != login["session_id"] || events[0].Actor != "user:"+id {
+		t.Errorf("newest audit entry = %+v, want dora's login of session %v", events, login["session_id"])
+	}
+}
+
 func TestAccessTokenVerifiesWithPublishedJWKS(t *testing.T) {
 	t.Parallel()
 	a := newAPI(t, nil)

@@ -47,6 +47,19 @@ func (d deviceRegistry) Audit(ctx context.Context, e auth.AuditEvent) {
 		DeviceID: e.DeviceID, SessionID: e.SessionID, Outcome: e.Outcome})
 }
 
+func (d deviceRegistry) AuditedBefore(ctx context.Context, userID string, at time.Time, id string, limit int) ([]auth.AuditEvent, error) {
+	events, err := d.store.EventsBefore(ctx, userID, at, id, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]auth.AuditEvent, len(events))
+	for i, e := range events {
+		out[i] = auth.AuditEvent{ID: e.ID, UserID: e.UserID, Type: string(e.Type), Actor: e.Actor,
+			DeviceID: e.DeviceID, SessionID: e.SessionID, Outcome: e.Outcome, At: e.At}
+	}
+	return out, nil
+}
+
 // tokenValidator reports push's verdicts as auth's errors.
 type tokenValidator struct{ client *push.Client }
 
