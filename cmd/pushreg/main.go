@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -20,6 +21,9 @@ import (
 )
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
@@ -27,6 +31,13 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// defaultGCPercent is the GOGC pushreg runs with unless GOGC is set. A
+// request allocates a lot and keeps little (the live heap stays at 20-40
+// MiB), so collecting at 5× the live heap rather than 2× costs little
+// memory and buys 25-30% more refreshes and pushes per CPU second
+// (BenchmarkNativeRefresh, BenchmarkPushAPI).
+const defaultGCPercent = 400
 
 // run starts the service and blocks until ctx is cancelled, then shuts down
 // in order: stop accepting, drain requests, stop background work, close the
