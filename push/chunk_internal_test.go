@@ -2,8 +2,10 @@ package push
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -80,6 +82,80 @@ func TestSendChunks(t *testing.T) {
 				t.Errorf("%d requests in flight at most, want at most %d", max, 50*concurrency)
 			}
 		})
+	}
+}
+
+// Concurrent sends share the Client's chunk slots, so the requests to FCM
+// stay bounded however many pushes arrive together, and a send whose
+// context ends while it waits for a slot reports its tokens as not sent.
+func TestConcurrentSendsShareChunkSlots(t *testing.T) {
+	t.Parallel()
+	srv := fcmtest.New(t)
+	srv.SetLatency(20 * time.Millisecond)
+	const concurrency = 2
+	c, err := New(context.Background(), Config{Endpoint: srv.Endpoint(), ProjectID: srv.ProjectID(), Concurrency: concurrency})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := &Message{Data: map[string]string{"k": "v"}}
+	var wg sync.WaitGroup
+	for s := range 4 {
+		toks := make([]string, 300)
+		for i := range toks {
+			toks[i] = fmt.Sprintf("s%d-dev%04d:APA91bToken", s, i)
+		}
+		wg.Go(func() {
+			res, err := c.SendToTokens(context.Background(), toks, msg, false)
+			if err != nil {
+				t.Errorf("send %d: %v", s, err)
+				return
+			}
+			for _, r := range res {
+				if r.Err != nil {
+					t.Errorf("send %d, token %d: %v", s, r.Index, r.Err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := srv.Stats().MaxInFlight; got > 50*concurrency {
+		t.Errorf("4 sends at once kept %d requests in flight, want at most %d (50 per chunk slot)", got, 50*concurrency)
+	}
+	if got := len(srv.Requests()); got != 4*300 {
+		t.Errorf("the double saw %d requests, want %d", got, 4*300)
+	}
+
+	// One send holds both slots for a while; another gives up waiting.
+	srv.SetLatency(300 * time.Millisecond)
+	srv.Reset()
+	busy := make([]string, 200)
+	for i := range busy {
+		busy[i] = fmt.Sprintf("busy%04d:APA91bToken", i)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.SendToTokens(context.Background(), busy, msg, false)
+	}()
+	if err := srv.WaitRequests(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	res, err := c.SendToTokens(ctx, []string{"late0001:APA91bToken", "late0002:APA91bToken"}, msg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if !errors.Is(r.Err, context.DeadlineExceeded) || r.Class != ClassRetry || r.Attempts != 0 {
+			t.Errorf("late token %d = %+v, want not sent: deadline exceeded, ClassRetry, 0 attempts", r.Index, r)
+		}
+	}
+	<-done
+	for _, r := range srv.Requests() {
+		if strings.HasPrefix(r.Token, "late") {
+			t.Errorf("the double saw %s, sent after its context ended", r.Token)
+		}
 	}
 }
 

@@ -111,7 +111,9 @@ type Config struct {
 	// before giving up on a retryable failure (default 3).
 	MaxAttempts int
 	// Concurrency is how many chunks of up to 500 tokens are in flight at
-	// once (default 8).
+	// once, across all of the Client's sends (default 8). The SDK keeps 50
+	// requests of a chunk in flight, so it bounds the requests to FCM at
+	// 50×Concurrency however many pushes arrive together.
 	Concurrency int
 	// RetryBase is the ceiling of the first backoff; it doubles with every
 	// retry (default 500ms).
@@ -137,6 +139,8 @@ type Client struct {
 	cfg     Config            // defaults applied
 	cache   *validCache       // nil when disabled
 	log     *slog.Logger
+	// chunkSlots holds a token per chunk in flight (Config.Concurrency).
+	chunkSlots chan struct{}
 
 	// onChunk, when set, is called with the size of every chunk right before
 	// it goes to the SDK. Tests use it to see chunking, which the wire cannot
@@ -154,7 +158,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger}
+	c := &Client{cfg: cfg, log: cfg.Logger, chunkSlots: make(chan struct{}, cfg.Concurrency)}
 	if cfg.ValidateCacheSize > 0 {
 		c.cache = newValidCache(cfg.ValidateCacheSize, cfg.ValidateCacheTTL)
 	}
@@ -208,9 +212,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 // The SDK's own keeps at most 100 idle connections, which suits FCM's
 // HTTP/2, where requests share a connection. An HTTP/1.1 endpoint (an
 // emulator, a proxy, the test double) needs one per request in flight, up
-// to 50 per chunk; with fewer, every fan-out closes and redials most of
-// them (12% of a fan-out's CPU in BenchmarkPushAPI). Room for two fan-outs
-// at once is kept.
+// to 50 per chunk in flight; with fewer, every fan-out closes and redials
+// most of them (12% of a fan-out's CPU in BenchmarkPushAPI). Validations
+// (dry runs, outside the chunk slots) get room of their own.
 func endpointHTTPClient(concurrency int) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = 2 * sdkWorkersPerChunk * concurrency

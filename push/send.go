@@ -103,7 +103,9 @@ type Result struct {
 // sent: their Result wraps ErrTokenMalformed, ClassPrune.
 //
 // Tokens go to the SDK's SendEachForMulticast in chunks of up to MaxChunk,
-// with up to Config.Concurrency chunks in flight. The SDK sends each chunk as
+// with up to Config.Concurrency chunks in flight across all concurrent
+// calls; a token whose chunk is still waiting for a slot when ctx ends
+// gets ctx's error, ClassRetry, without being sent. The SDK sends each chunk as
 // one HTTP request per token, 50 at a time, so up to 50×Concurrency requests
 // are in flight; to use them all, the tokens are spread evenly over
 // Concurrency chunks when that makes chunks smaller than MaxChunk (1,000
@@ -183,7 +185,6 @@ func (c *Client) SendToTokens(ctx context.Context, tokens []string, msg *Message
 // it, which depends on the message alone.
 func (c *Client) sendRound(ctx context.Context, tokens []string, idx []int, msg *Message, dryRun bool, attempt int, results []Result) error {
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, c.cfg.Concurrency)
 	// Spread the tokens over all Concurrency slots rather than filling
 	// chunks of MaxChunk first: the SDK works through a chunk 50 requests at
 	// a time, so 1,000 tokens in two chunks would keep 100 requests in
@@ -192,9 +193,17 @@ func (c *Client) sendRound(ctx context.Context, tokens []string, idx []int, msg 
 	chunks := chunk(idx, max(size, 1))
 	errs := make([]error, len(chunks))
 	for n, ch := range chunks {
-		sem <- struct{}{}
+		if !c.takeChunkSlot(ctx) {
+			for _, rest := range chunks[n:] {
+				for _, i := range rest {
+					results[i].Err = fmt.Errorf("push: not sent: %w", ctx.Err())
+					results[i].Class = ClassRetry
+				}
+			}
+			break
+		}
 		wg.Go(func() {
-			defer func() { <-sem }()
+			defer func() { <-c.chunkSlots }()
 			errs[n] = c.sendChunk(ctx, tokens, ch, msg, dryRun, attempt, results)
 		})
 	}
@@ -205,6 +214,17 @@ func (c *Client) sendRound(ctx context.Context, tokens []string, idx []int, msg 
 		}
 	}
 	return nil
+}
+
+// takeChunkSlot waits for a chunk slot and reports whether it got one
+// before ctx ended.
+func (c *Client) takeChunkSlot(ctx context.Context) bool {
+	select {
+	case c.chunkSlots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // sendChunk sends one chunk. Chunks have disjoint indexes, so concurrent
