@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pushreg/pushreg/push/fcmtest"
 )
 
 // process is a pushreg started through run, as main starts it.
@@ -220,5 +222,64 @@ func TestEverySettingIsInTheREADME(t *testing.T) {
 		if !strings.Contains(string(readme), "| `"+s.env+"` |") {
 			t.Errorf("README's configuration table lacks %s", s.env)
 		}
+	}
+}
+
+// Shutdown stops accepting connections but lets a request in flight
+// finish: a login whose FCM validation is still out when the service is
+// told to stop gets its answer, and run returns only after that.
+func TestShutdownDrainsRequestsInFlight(t *testing.T) {
+	fcm := fcmtest.New(t)
+	s := startService(t, map[string]string{"PUSHREG_ADMIN_USERNAME": "admin", "PUSHREG_ADMIN_PASSWORD": "admin-password",
+		"PUSHREG_FCM_ENDPOINT": fcm.Endpoint(), "PUSHREG_FCM_PROJECT_ID": fcm.ProjectID(),
+		"PUSHREG_FCM_VALIDATE_TIMEOUT": "10s", "PUSHREG_SHUTDOWN_TIMEOUT": "10s"})
+	s.waitStatus(t, "/readyz", http.StatusOK)
+	const latency = 700 * time.Millisecond
+	fcm.SetLatency(latency)
+
+	type answer struct {
+		status int
+		body   string
+		at     time.Time
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		body := `{"username":"admin","password":"admin-password","device_id":"phone","fcm_token":"drain:APA91bToken"}`
+		resp, err := http.Post(s.url+"/v1/auth/login", "application/json", strings.NewReader(body))
+		if err != nil {
+			answered <- answer{body: err.Error(), at: time.Now()}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		answered <- answer{status: resp.StatusCode, body: string(b), at: time.Now()}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := fcm.WaitRequests(ctx, 1); err != nil {
+		t.Fatalf("the login's FCM validation never arrived: %v", err)
+	}
+
+	s.cancel() // what SIGTERM does in main
+	s.cancel = nil
+	var stopped time.Time
+	select {
+	case err := <-s.done:
+		stopped = time.Now()
+		if err != nil {
+			t.Errorf("run returned %v, want nil", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return within 20s of shutdown")
+	}
+	a := <-answered
+	if a.status != http.StatusOK || !strings.Contains(a.body, `"access_token"`) {
+		t.Fatalf("the login in flight at shutdown = %d %s, want 200 with tokens", a.status, a.body)
+	}
+	if stopped.Before(a.at) {
+		t.Errorf("run returned %s before the request in flight was answered", a.at.Sub(stopped))
+	}
+	if _, err := http.Get(s.url + "/healthz"); err == nil {
+		t.Error("a new request after shutdown was served, want the listener closed")
 	}
 }
