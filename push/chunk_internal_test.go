@@ -85,10 +85,11 @@ func TestSendChunks(t *testing.T) {
 	}
 }
 
-// Concurrent sends share the Client's chunk slots, so the requests to FCM
-// stay bounded however many pushes arrive together, and a send whose
-// context ends while it waits for a slot reports its tokens as not sent.
-func TestConcurrentSendsShareChunkSlots(t *testing.T) {
+// Concurrent sends share the Client's bound on requests in flight, so the
+// requests to FCM stay bounded however many pushes arrive together, small
+// sends share it rather than queue, and a send whose context ends while it
+// waits reports its tokens as not sent.
+func TestConcurrentSendsShareTheRequestBound(t *testing.T) {
 	t.Parallel()
 	srv := fcmtest.New(t)
 	srv.SetLatency(20 * time.Millisecond)
@@ -119,15 +120,32 @@ func TestConcurrentSendsShareChunkSlots(t *testing.T) {
 	}
 	wg.Wait()
 	if got := srv.Stats().MaxInFlight; got > 50*concurrency {
-		t.Errorf("4 sends at once kept %d requests in flight, want at most %d (50 per chunk slot)", got, 50*concurrency)
+		t.Errorf("4 sends at once kept %d requests in flight, want at most %d", got, 50*concurrency)
 	}
 	if got := len(srv.Requests()); got != 4*300 {
 		t.Errorf("the double saw %d requests, want %d", got, 4*300)
 	}
 
-	// One send holds both slots for a while; another gives up waiting.
-	srv.SetLatency(300 * time.Millisecond)
+	// Ten sends of two tokens are all in flight together (20 of the 100):
+	// every request arrives long before the first is answered.
 	srv.Reset()
+	srv.SetLatency(3 * time.Second)
+	var small sync.WaitGroup
+	for s := range 10 {
+		small.Go(func() {
+			c.SendToTokens(context.Background(), []string{fmt.Sprintf("small%d-a:APA91bToken", s), fmt.Sprintf("small%d-b:APA91bToken", s)}, msg, false)
+		})
+	}
+	waitCtx, cancelWait := context.WithTimeout(context.Background(), 2*time.Second)
+	if err := srv.WaitRequests(waitCtx, 20); err != nil {
+		t.Errorf("ten small sends at once: %v, want all 20 requests in flight together", err)
+	}
+	cancelWait()
+	small.Wait()
+
+	// One send holds the whole bound for a while; another gives up waiting.
+	srv.Reset()
+	srv.SetLatency(time.Second)
 	busy := make([]string, 200)
 	for i := range busy {
 		busy[i] = fmt.Sprintf("busy%04d:APA91bToken", i)
@@ -137,7 +155,7 @@ func TestConcurrentSendsShareChunkSlots(t *testing.T) {
 		defer close(done)
 		c.SendToTokens(context.Background(), busy, msg, false)
 	}()
-	if err := srv.WaitRequests(context.Background(), 1); err != nil {
+	if err := srv.WaitRequests(context.Background(), 50*concurrency); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)

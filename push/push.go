@@ -18,6 +18,7 @@ import (
 
 	firebase "firebase.google.com/go/v4"
 	"firebase.google.com/go/v4/messaging"
+	"golang.org/x/sync/semaphore"
 	"google.golang.org/api/option"
 )
 
@@ -110,10 +111,10 @@ type Config struct {
 	// MaxAttempts is how many times SendToTokens hands one token to the SDK
 	// before giving up on a retryable failure (default 3).
 	MaxAttempts int
-	// Concurrency is how many chunks of up to 500 tokens are in flight at
-	// once, across all of the Client's sends (default 8). The SDK keeps 50
-	// requests of a chunk in flight, so it bounds the requests to FCM at
-	// 50×Concurrency however many pushes arrive together.
+	// Concurrency bounds the requests to FCM in flight across all of the
+	// Client's sends at 50×Concurrency (default 8): the SDK keeps up to 50
+	// requests of a chunk in flight, so a chunk of n tokens counts for
+	// min(n, 50) of them until it is done.
 	Concurrency int
 	// RetryBase is the ceiling of the first backoff; it doubles with every
 	// retry (default 500ms).
@@ -139,8 +140,9 @@ type Client struct {
 	cfg     Config            // defaults applied
 	cache   *validCache       // nil when disabled
 	log     *slog.Logger
-	// chunkSlots holds a token per chunk in flight (Config.Concurrency).
-	chunkSlots chan struct{}
+	// requests counts the requests to FCM that chunks in flight may have
+	// out (see Config.Concurrency).
+	requests *semaphore.Weighted
 
 	// onChunk, when set, is called with the size of every chunk right before
 	// it goes to the SDK. Tests use it to see chunking, which the wire cannot
@@ -158,7 +160,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger, chunkSlots: make(chan struct{}, cfg.Concurrency)}
+	c := &Client{cfg: cfg, log: cfg.Logger, requests: semaphore.NewWeighted(int64(sdkWorkersPerChunk * cfg.Concurrency))}
 	if cfg.ValidateCacheSize > 0 {
 		c.cache = newValidCache(cfg.ValidateCacheSize, cfg.ValidateCacheTTL)
 	}

@@ -102,15 +102,15 @@ type Result struct {
 // or ErrNotConfigured in ModeFormatOnly. Tokens of the wrong shape are not
 // sent: their Result wraps ErrTokenMalformed, ClassPrune.
 //
-// Tokens go to the SDK's SendEachForMulticast in chunks of up to MaxChunk,
-// with up to Config.Concurrency chunks in flight across all concurrent
-// calls; a token whose chunk is still waiting for a slot when ctx ends
-// gets ctx's error, ClassRetry, without being sent. The SDK sends each chunk as
-// one HTTP request per token, 50 at a time, so up to 50×Concurrency requests
-// are in flight; to use them all, the tokens are spread evenly over
-// Concurrency chunks when that makes chunks smaller than MaxChunk (1,000
-// tokens at Concurrency 8 go as 8 chunks of 125, 1,200 at Concurrency 1 as
-// 500, 500 and 200).
+// Tokens go to the SDK's SendEachForMulticast in chunks of up to MaxChunk.
+// The SDK sends a chunk as one HTTP request per token, 50 at a time, and
+// chunks start as long as the requests in flight, across all concurrent
+// calls, stay within 50×Config.Concurrency; a token whose chunk is still
+// waiting when ctx ends gets ctx's error, ClassRetry, without being sent.
+// To use them all, the tokens are spread evenly over Concurrency chunks
+// when that makes chunks smaller than MaxChunk (1,000 tokens at
+// Concurrency 8 go as 8 chunks of 125, 1,200 at Concurrency 1 as 500, 500
+// and 200).
 //
 // Only the tokens whose outcome is ClassRetry are sent again, after a backoff
 // drawn uniformly from zero to Config.RetryBase×2^(retry-1) (capped at
@@ -193,7 +193,8 @@ func (c *Client) sendRound(ctx context.Context, tokens []string, idx []int, msg 
 	chunks := chunk(idx, max(size, 1))
 	errs := make([]error, len(chunks))
 	for n, ch := range chunks {
-		if !c.takeChunkSlot(ctx) {
+		weight := int64(min(len(ch), sdkWorkersPerChunk))
+		if c.requests.Acquire(ctx, weight) != nil {
 			for _, rest := range chunks[n:] {
 				for _, i := range rest {
 					results[i].Err = fmt.Errorf("push: not sent: %w", ctx.Err())
@@ -203,7 +204,7 @@ func (c *Client) sendRound(ctx context.Context, tokens []string, idx []int, msg 
 			break
 		}
 		wg.Go(func() {
-			defer func() { <-c.chunkSlots }()
+			defer c.requests.Release(weight)
 			errs[n] = c.sendChunk(ctx, tokens, ch, msg, dryRun, attempt, results)
 		})
 	}
@@ -214,17 +215,6 @@ func (c *Client) sendRound(ctx context.Context, tokens []string, idx []int, msg 
 		}
 	}
 	return nil
-}
-
-// takeChunkSlot waits for a chunk slot and reports whether it got one
-// before ctx ended.
-func (c *Client) takeChunkSlot(ctx context.Context) bool {
-	select {
-	case c.chunkSlots <- struct{}{}:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // sendChunk sends one chunk. Chunks have disjoint indexes, so concurrent
