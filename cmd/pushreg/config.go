@@ -94,7 +94,7 @@ func settings() []setting {
 		{"PUSHREG_FCM_VALIDATE_TIMEOUT", "3s", "bound on one FCM token validation", duration(func(c *config) *time.Duration { return &c.FCMValidateTimeout })},
 		{"PUSHREG_FCM_VALIDATE_ON_ERROR", "accept", "when Firebase cannot answer: accept (bind as unverified) or reject (503)", oneOf(func(c *config) *string { return &c.FCMValidateOnError }, "accept", "reject")},
 		{"PUSHREG_FCM_VALIDATE_CACHE", "24h", "a token validated this recently is not sent to Firebase again", duration(func(c *config) *time.Duration { return &c.FCMValidateCache })},
-		{"PUSHREG_PUSH_CONCURRENCY", "8", "FCM multicast chunks in flight at once, across all pushes", positive(func(c *config) *int { return &c.PushConcurrency })},
+		{"PUSHREG_PUSH_CONCURRENCY", "8", "bounds the requests to FCM in flight, across all pushes, at 50 × this", positive(func(c *config) *int { return &c.PushConcurrency })},
 		{"PUSHREG_PUSH_MAX_ATTEMPTS", "3", "attempts per token for retryable FCM errors", positive(func(c *config) *int { return &c.PushMaxAttempts })},
 
 		{"PUSHREG_ADMIN_USERNAME", "", "admin user made sure to exist at start-up", str(func(c *config) *string { return &c.AdminUsername })},
