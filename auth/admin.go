@@ -72,8 +72,18 @@ func (s *Service) RevokeSession(ctx context.Context, id, reason, actor string) e
 }
 
 // RevokeUserSessions ends every session of a user (log out everywhere)
-// and unbinds their devices' tokens.
-func (s *Service) RevokeUserSessions(ctx context.Context, userID, reason, actor string) (int, error) {
+// and unbinds their devices' tokens, as an admin's action on the user's
+// audit trail.
+func (s *Service) RevokeUserSessions(ctx context.Context, userID, actor string) (int, error) {
+	n, err := s.revokeUserSessions(ctx, userID, "revoked by admin", actor)
+	if err != nil {
+		return n, err
+	}
+	s.auditAdmin(ctx, userID, "", actor, fmt.Sprintf("every session revoked (%d)", n))
+	return n, nil
+}
+
+func (s *Service) revokeUserSessions(ctx context.Context, userID, reason, actor string) (int, error) {
 	revoked, err := s.sessions.revokeUser(ctx, userID, reason, s.cfg.Now())
 	if err != nil {
 		return 0, err
@@ -88,9 +98,53 @@ func (s *Service) RevokeUserSessions(ctx context.Context, userID, reason, actor 
 	return len(revoked), nil
 }
 
-// CreateUser creates an account.
-func (s *Service) CreateUser(ctx context.Context, n NewUser) (*User, error) {
-	return s.users.create(ctx, n)
+// CreateUser creates an account, as an admin's action on its audit trail.
+func (s *Service) CreateUser(ctx context.Context, n NewUser, actor string) (*User, error) {
+	u, err := s.users.create(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	s.auditAdmin(ctx, u.ID, "", actor, "user created")
+	return u, nil
+}
+
+// RemoveDevice revokes the session that bound the device, which unbinds
+// its token, then removes the device. A session that bound it in between
+// (a refresh racing the removal) is revoked too, so no session is left
+// claiming a device that is gone.
+func (s *Service) RemoveDevice(ctx context.Context, userID, deviceID, actor string) error {
+	sid, err := s.cfg.Devices.DeviceSession(ctx, userID, deviceID)
+	if err != nil {
+		return err
+	}
+	if sid != "" {
+		if err := s.RevokeSession(ctx, sid, "device removed", actor); err != nil {
+			return err
+		}
+	}
+	last, err := s.cfg.Devices.DeleteDevice(ctx, userID, deviceID, actor)
+	if err != nil {
+		return err
+	}
+	if last != "" && last != sid {
+		return s.RevokeSession(ctx, last, "device removed", actor)
+	}
+	return nil
+}
+
+// AdminRemoveDevice is RemoveDevice by an admin, which the user's audit
+// trail shows as an admin's action.
+func (s *Service) AdminRemoveDevice(ctx context.Context, userID, deviceID, actor string) error {
+	if err := s.RemoveDevice(ctx, userID, deviceID, actor); err != nil {
+		return err
+	}
+	s.auditAdmin(ctx, userID, deviceID, actor, "device removed and its session revoked")
+	return nil
+}
+
+// auditAdmin puts an admin's change on the user's audit trail.
+func (s *Service) auditAdmin(ctx context.Context, userID, deviceID, actor, outcome string) {
+	s.cfg.Auditor.Audit(ctx, AuditEvent{UserID: userID, Type: "admin_action", Actor: actor, DeviceID: deviceID, Outcome: outcome})
 }
 
 // EnsureAdmin makes sure an admin with this username exists; an existing
@@ -166,11 +220,11 @@ func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, actor 
 		}
 	}
 	if p.Disabled != nil && *p.Disabled {
-		if _, err := s.RevokeUserSessions(ctx, id, "account disabled", actor); err != nil {
+		if _, err := s.revokeUserSessions(ctx, id, "account disabled", actor); err != nil {
 			return nil, err
 		}
 	}
-	s.cfg.Auditor.Audit(ctx, AuditEvent{UserID: id, Type: "admin_action", Actor: actor, Outcome: "user updated"})
+	s.auditAdmin(ctx, id, "", actor, "user updated")
 	return u, s.withLastLogin(ctx, u)
 }
 

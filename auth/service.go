@@ -31,6 +31,12 @@ type Devices interface {
 	BindDevice(ctx context.Context, b DeviceBinding) error
 	// UnbindSession unbinds the tokens of the devices the session bound.
 	UnbindSession(ctx context.Context, userID, sessionID, actor string) error
+	// DeviceSession returns the session the device is bound to, empty if
+	// none; an unknown device is an error that says so.
+	DeviceSession(ctx context.Context, userID, deviceID string) (string, error)
+	// DeleteDevice removes the device and returns the session it was
+	// bound to when it went.
+	DeleteDevice(ctx context.Context, userID, deviceID, actor string) (string, error)
 }
 
 // TokenValidator checks an FCM token with Firebase. Its errors wrap

@@ -1,14 +1,12 @@
 package handlers
 
 import (
-	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/pushreg/pushreg/auth"
-	"github.com/pushreg/pushreg/registry"
 )
 
 func (s *server) adminRoutes(g *echo.Group) {
@@ -82,11 +80,10 @@ func (s *server) createUser(c echo.Context) error {
 	if req.Plan != nil {
 		n.Profile.Plan = auth.Plan(*req.Plan)
 	}
-	u, err := s.auth.CreateUser(c.Request().Context(), n)
+	u, err := s.auth.CreateUser(c.Request().Context(), n, currentPrincipal(c).actor())
 	if err != nil {
 		return err
 	}
-	s.auditAdmin(c, u.ID, "", "user created")
 	return c.JSON(http.StatusCreated, toUserJSON(u))
 }
 
@@ -181,11 +178,10 @@ func (s *server) adminDeleteDevice(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.deleteDevice(c, id, currentPrincipal(c).actor()); err != nil {
+	if err := s.auth.AdminRemoveDevice(c.Request().Context(), id, c.Param("device_id"), currentPrincipal(c).actor()); err != nil {
 		return err
 	}
-	s.auditAdmin(c, id, c.Param("device_id"), "device removed and its session revoked")
-	return nil
+	return c.NoContent(http.StatusNoContent)
 }
 
 func (s *server) adminRevokeSessions(c echo.Context) error {
@@ -193,23 +189,11 @@ func (s *server) adminRevokeSessions(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, actor := c.Request().Context(), currentPrincipal(c).actor()
-	n, err := s.auth.RevokeUserSessions(ctx, id, "revoked by admin", actor)
+	n, err := s.auth.RevokeUserSessions(c.Request().Context(), id, currentPrincipal(c).actor())
 	if err != nil {
 		return err
 	}
-	s.auditAdmin(c, id, "", fmt.Sprintf("every session revoked (%d)", n))
 	return c.JSON(http.StatusOK, map[string]int{"revoked": n})
-}
-
-// auditAdmin puts an admin's change into the user's audit trail. The
-// change is done by then, so a lost entry is logged, not answered 5xx.
-func (s *server) auditAdmin(c echo.Context, userID, deviceID, outcome string) {
-	err := s.devices.Record(c.Request().Context(), registry.Event{UserID: userID, Type: registry.EventAdminAction,
-		Actor: currentPrincipal(c).actor(), DeviceID: deviceID, Outcome: outcome})
-	if err != nil {
-		logger(c, s.log).Warn("audit entry lost", "user_id", userID, "error", err)
-	}
 }
 
 type eventJSON struct {

@@ -102,34 +102,8 @@ func (s *server) myDevices(c echo.Context) error {
 // bound to it.
 func (s *server) deleteMyDevice(c echo.Context) error {
 	p := currentPrincipal(c)
-	return s.deleteDevice(c, p.userID(), p.actor())
-}
-
-// deleteDevice revokes the device's session (which unbinds its token),
-// then removes the device. In that order a failure part-way is retried by
-// the client: removing first would leave a live session that a retry,
-// answered 404, could never reach.
-func (s *server) deleteDevice(c echo.Context, userID, actor string) error {
-	ctx := c.Request().Context()
-	id := c.Param("device_id")
-	d, err := s.devices.Get(ctx, userID, id)
-	if err != nil {
+	if err := s.auth.RemoveDevice(c.Request().Context(), p.userID(), c.Param("device_id"), p.actor()); err != nil {
 		return err
-	}
-	if d.SessionID != "" {
-		if err := s.auth.RevokeSession(ctx, d.SessionID, "device removed", actor); err != nil {
-			return err
-		}
-	}
-	gone, err := s.devices.Delete(ctx, userID, id, actor)
-	if err != nil {
-		return err
-	}
-	if gone.SessionID != "" && gone.SessionID != d.SessionID {
-		// A refresh bound the device to another session in between.
-		if err := s.auth.RevokeSession(ctx, gone.SessionID, "device removed", actor); err != nil {
-			return err
-		}
 	}
 	return c.NoContent(http.StatusNoContent)
 }

@@ -40,6 +40,16 @@ func (d deviceRegistry) UnbindSession(ctx context.Context, userID, sessionID, ac
 	return d.store.UnbindSession(ctx, userID, sessionID, actor)
 }
 
+func (d deviceRegistry) DeviceSession(ctx context.Context, userID, deviceID string) (string, error) {
+	dev, err := d.store.Get(ctx, userID, deviceID)
+	return dev.SessionID, err
+}
+
+func (d deviceRegistry) DeleteDevice(ctx context.Context, userID, deviceID, actor string) (string, error) {
+	gone, err := d.store.Delete(ctx, userID, deviceID, actor)
+	return gone.SessionID, err
+}
+
 func (d deviceRegistry) Audit(ctx context.Context, e auth.AuditEvent) {
 	// An audit entry lost to a store failure must not fail the request
 	// whose change already happened.
