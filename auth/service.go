@@ -241,18 +241,38 @@ type Grant struct {
 // Authenticate checks a username (or email) and password, with the rate
 // limit and without telling unknown users from wrong passwords.
 func (s *Service) Authenticate(ctx context.Context, login, password, clientIP string) (*User, error) {
-	keys := []string{"u:" + strings.ToLower(login)}
+	u, err := s.findLogin(ctx, login, password)
+	if errors.Is(err, ErrNotFound) {
+		u = nil
+	} else if err != nil {
+		return nil, err
+	}
+	// One bucket per account, whether its username or its email is typed;
+	// a name that is no account gets a bucket of its own.
+	account := "u:" + strings.ToLower(login)
+	if u != nil {
+		account = "u:" + u.ID
+	}
+	keys := []string{account}
 	if clientIP != "" {
 		keys = append(keys, "ip:"+clientIP)
 	}
-	// Every attempt takes a slot before it is checked, so a burst of
-	// concurrent guesses cannot all pass; a success gives its slot back.
+	// Every attempt takes a slot before the password is checked, so a
+	// burst of concurrent guesses cannot all pass; a success gives its
+	// slot back.
 	if wait := s.limiter.reserve(keys...); wait > 0 {
 		return nil, &RateLimitedError{RetryAfter: wait}
 	}
-	u, err := s.checkCredentials(ctx, login, password)
+	hash := s.dummyHash // an unknown user costs what a wrong password costs
+	if u != nil {
+		hash = u.PasswordHash
+	}
+	ok, err := s.hashPassword(ctx, password, hash)
 	if err != nil {
 		return nil, err
+	}
+	if u == nil || !ok {
+		return nil, fmt.Errorf("auth: login: %w", ErrInvalidCredentials)
 	}
 	s.limiter.refund(keys...)
 	if u.Disabled {
@@ -261,27 +281,13 @@ func (s *Service) Authenticate(ctx context.Context, login, password, clientIP st
 	return u, nil
 }
 
-func (s *Service) checkCredentials(ctx context.Context, login, password string) (*User, error) {
-	var u *User
-	err := ErrNotFound
-	if login != "" && password != "" && len(login) <= 254 && len(password) <= 256 {
-		u, err = s.users.byLogin(ctx, login)
+// findLogin returns the user a login names; ErrNotFound also when the
+// credentials are empty or too long to be any user's.
+func (s *Service) findLogin(ctx context.Context, login, password string) (*User, error) {
+	if login == "" || password == "" || len(login) > 254 || len(password) > 256 {
+		return nil, fmt.Errorf("auth: login: %w", ErrNotFound)
 	}
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return nil, err
-	}
-	hash := s.dummyHash // an unknown user costs what a wrong password costs
-	if u != nil {
-		hash = u.PasswordHash
-	}
-	ok, herr := s.hashPassword(ctx, password, hash)
-	if herr != nil {
-		return nil, herr
-	}
-	if u == nil || !ok {
-		return nil, fmt.Errorf("auth: login: %w", ErrInvalidCredentials)
-	}
-	return u, nil
+	return s.users.byLogin(ctx, login)
 }
 
 // hashPassword checks a password with at most len(hashSlots) argon2id

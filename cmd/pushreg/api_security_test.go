@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -46,6 +48,49 @@ func TestForwardedForDoesNotEvadeTheLoginLimit(t *testing.T) {
 			t.Fatalf("attempt %d = %d, want %d", i+1, r.status, want)
 		}
 	}
+}
+
+// One account has one login bucket, whether its username or its email is
+// typed. The attempts come from different loopback addresses, so the
+// per-IP limit cannot be what stops them.
+func TestLoginLimitIsPerAccountNotPerName(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, map[string]string{"PUSHREG_LOGIN_RATE_LIMIT": "2"})
+	a.createUser(map[string]any{"username": "rita", "password": "rita-password", "email": "rita@example.com"})
+	attempts := []struct {
+		from, login, password string
+		want                  int
+	}{
+		{"127.0.0.2", "rita", "wrong-password", http.StatusUnauthorized},
+		{"127.0.0.3", "RITA@example.com", "wrong-password", http.StatusUnauthorized},
+		{"127.0.0.4", "rita", "rita-password", http.StatusTooManyRequests},
+		{"127.0.0.5", "rita@example.com", "rita-password", http.StatusTooManyRequests},
+	}
+	for i, at := range attempts {
+		body := `{"username":"` + at.login + `","password":"` + at.password + `"}`
+		if got := postFrom(t, at.from, a.url+"/v1/auth/login", body); got != at.want {
+			t.Errorf("attempt %d (%s from %s) = %d, want %d", i+1, at.login, at.from, got, at.want)
+		}
+	}
+}
+
+// postFrom posts a JSON body from the local address ip (any of 127/8 on
+// Linux) and returns the status.
+func postFrom(t *testing.T, ip, url, body string) int {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		},
+	}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST from %s: %v", ip, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 func TestTokenEndpointBindsADevice(t *testing.T) {

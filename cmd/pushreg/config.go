@@ -108,7 +108,7 @@ func settings() []setting {
 		{"PUSHREG_JWT_KEYS_FILE", "", "JWK Set or PEM file of signing keys (first private key signs); default a generated key in the data dir", str(func(c *config) *string { return &c.JWTKeysFile })},
 		{"PUSHREG_KECAK_TOKEN_TTL", "10d", "lifetime of a Kecak session token", duration(func(c *config) *time.Duration { return &c.KecakTokenTTL })},
 		{"PUSHREG_ALLOWED_REFERERS", "", "comma-separated origins accepted as Referer besides the request's own host", origins(func(c *config) *[]string { return &c.AllowedReferers })},
-		{"PUSHREG_LOGIN_RATE_LIMIT", "10", "failed logins per username and per client IP per minute", positive(func(c *config) *int { return &c.LoginRateLimit })},
+		{"PUSHREG_LOGIN_RATE_LIMIT", "10", "failed logins per account and per client IP per minute", positive(func(c *config) *int { return &c.LoginRateLimit })},
 		{"PUSHREG_MAX_DEVICES_PER_USER", "100", "device limit when a user's plan sets none", positive(func(c *config) *int { return &c.MaxDevicesPerUser })},
 		{"PUSHREG_TOKEN_STALE_AFTER", "60d", "a token unconfirmed this long is stale and not pushed to", duration(func(c *config) *time.Duration { return &c.TokenStaleAfter })},
 		{"PUSHREG_STYLES", strings.Join(allStyles, ","), "refresh styles served (kecak, duktig, abitmedia, kalsel, mcs)", styles},
