@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -281,5 +282,35 @@ func TestShutdownDrainsRequestsInFlight(t *testing.T) {
 	}
 	if _, err := http.Get(s.url + "/healthz"); err == nil {
 		t.Error("a new request after shutdown was served, want the listener closed")
+	}
+}
+
+// The profiler is off by default and, when asked for, served on its own
+// address, not the API's.
+func TestPprofIsServedOnlyWhereConfigured(t *testing.T) {
+	off := startService(t, map[string]string{})
+	if got, _ := off.status(t, "/debug/pprof/"); got != http.StatusNotFound {
+		t.Errorf("API /debug/pprof/ = %d, want 404", got)
+	}
+	off.stop(t)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	on := startService(t, map[string]string{"PUSHREG_PPROF_ADDR": addr})
+	if got, _ := on.status(t, "/debug/pprof/"); got != http.StatusNotFound {
+		t.Errorf("API /debug/pprof/ with PUSHREG_PPROF_ADDR set = %d, want 404", got)
+	}
+	resp, err := http.Get("http://" + addr + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatalf("pprof at %s: %v", addr, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile") {
+		t.Errorf("pprof goroutine profile = %d %.80s, want 200 and a goroutine profile", resp.StatusCode, body)
 	}
 }
