@@ -313,4 +313,21 @@ func TestPprofIsServedOnlyWhereConfigured(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile") {
 		t.Errorf("pprof goroutine profile = %d %.80s, want 200 and a goroutine profile", resp.StatusCode, body)
 	}
+	// The command line may hold secrets given as flags.
+	if resp, err := http.Get("http://" + addr + "/debug/pprof/cmdline"); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(b), "pushreg") || strings.Contains(string(b), "test") {
+			t.Errorf("pprof serves the command line: %.80s", b)
+		}
+	}
+
+	for _, addr := range []string{":6060", "0.0.0.0:6060", "192.0.2.1:6060"} {
+		err := run(context.Background(), nil, func(k string) string {
+			return map[string]string{"PUSHREG_DATA_DIR": t.TempDir(), "PUSHREG_ADDR": "127.0.0.1:0", "PUSHREG_PPROF_ADDR": addr}[k]
+		}, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "PUSHREG_PPROF_ADDR") {
+			t.Errorf("PUSHREG_PPROF_ADDR=%s: run = %v, want an error naming the setting", addr, err)
+		}
+	}
 }

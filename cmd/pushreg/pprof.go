@@ -11,17 +11,21 @@ import (
 	"time"
 )
 
-// servePprof serves Go's profiler on addr, apart from the API so that it
-// is reachable only where the operator binds it. It returns a function
-// that stops it.
+// servePprof serves Go's profiler on addr, apart from the API. Profiles
+// show the process's internals, so addr must be a loopback address
+// (reach it through a tunnel), and the command line, which may hold
+// secrets given as flags, is not served. It returns a function that stops
+// the profiler.
 func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+	if !isLoopback(addr) {
+		return nil, fmt.Errorf("PUSHREG_PPROF_ADDR: %q is not a loopback address (127.0.0.1:PORT, [::1]:PORT or localhost:PORT)", addr)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for pprof on %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
@@ -38,4 +42,16 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	}, nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
