@@ -241,28 +241,35 @@ type Grant struct {
 // Authenticate checks a username (or email) and password, with the rate
 // limit and without telling unknown users from wrong passwords.
 func (s *Service) Authenticate(ctx context.Context, login, password, clientIP string) (*User, error) {
+	var client []string
+	if clientIP != "" {
+		client = []string{"ip:" + clientIP}
+	}
+	// Every attempt takes a slot before the password is checked, so a
+	// burst of concurrent guesses cannot all pass; a success gives its
+	// slots back. The client's slot comes first, so an address that is
+	// limited costs no lookup.
+	if wait := s.limiter.reserve(client...); wait > 0 {
+		return nil, &RateLimitedError{RetryAfter: wait}
+	}
 	u, err := s.findLogin(ctx, login, password)
 	if errors.Is(err, ErrNotFound) {
 		u = nil
 	} else if err != nil {
+		s.limiter.refund(client...)
 		return nil, err
 	}
 	// One bucket per account, whether its username or its email is typed;
 	// a name that is no account gets a bucket of its own.
-	account := "u:" + strings.ToLower(login)
+	account := "name:" + strings.ToLower(login)
 	if u != nil {
-		account = "u:" + u.ID
+		account = "account:" + u.ID
 	}
-	keys := []string{account}
-	if clientIP != "" {
-		keys = append(keys, "ip:"+clientIP)
-	}
-	// Every attempt takes a slot before the password is checked, so a
-	// burst of concurrent guesses cannot all pass; a success gives its
-	// slot back.
-	if wait := s.limiter.reserve(keys...); wait > 0 {
+	if wait := s.limiter.reserve(account); wait > 0 {
+		s.limiter.refund(client...)
 		return nil, &RateLimitedError{RetryAfter: wait}
 	}
+	keys := append(client, account)
 	hash := s.dummyHash // an unknown user costs what a wrong password costs
 	if u != nil {
 		hash = u.PasswordHash

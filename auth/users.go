@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -214,14 +215,28 @@ func (us *users) existing(ctx context.Context, ids []string) (map[string]bool, e
 }
 
 // byLogin finds a user by username, or by email when the login looks like
-// one and no username matches.
+// one and no username matches, in one query.
 func (us *users) byLogin(ctx context.Context, login string) (*User, error) {
 	key := strings.ToLower(login)
-	u, err := us.findOne(ctx, bson.M{"username_key": key}, "by name")
-	if err == nil || !errors.Is(err, ErrNotFound) || !strings.Contains(login, "@") {
-		return u, err
+	if !strings.Contains(login, "@") {
+		return us.findOne(ctx, bson.M{"username_key": key}, "by name")
 	}
-	return us.findOne(ctx, bson.M{"email_key": key}, "by email")
+	cur, err := us.coll.Find(ctx, bson.M{"$or": bson.A{bson.M{"username_key": key}, bson.M{"email_key": key}}})
+	if err != nil {
+		return nil, fmt.Errorf("auth: find user: %w", mongodb.Wrap(err))
+	}
+	var found []User
+	if err := cur.All(ctx, &found); err != nil {
+		return nil, fmt.Errorf("auth: find user: %w", mongodb.Wrap(err))
+	}
+	// A username that looks like an email wins over another user's email.
+	if i := slices.IndexFunc(found, func(u User) bool { return u.UsernameKey == key }); i >= 0 {
+		return &found[i], nil
+	}
+	if len(found) == 0 {
+		return nil, fmt.Errorf("auth: user by login: %w", ErrNotFound)
+	}
+	return &found[0], nil
 }
 
 // UserPatch changes the fields that are set.

@@ -154,7 +154,7 @@ func TestRotatingRefreshIsOneRoundTrip(t *testing.T) {
 func TestLoginIsTwoRoundTrips(t *testing.T) {
 	t.Parallel()
 	a := newAPI(t, nil)
-	id := a.createUser(map[string]any{"username": "dora", "password": "dora-password"})
+	id := a.createUser(map[string]any{"username": "dora", "password": "dora-password", "email": "dora@example.com"})
 	if u := admGet[map[string]any](a, "/v1/admin/users/"+id); u["last_login_at"] != nil {
 		t.Errorf("last_login_at before any login = %v, want none", u["last_login_at"])
 	}
@@ -174,6 +174,47 @@ func TestLoginIsTwoRoundTrips(t *testing.T) {
 	events := admGet[admEventPage](a, "/v1/admin/users/"+id+"/events").Events
 	if len(events) == 0 || events[0].Type != "login" || events[0].SessionID != login["session_id"] || events[0].Actor != "user:"+id {
 		t.Errorf("newest audit entry = %+v, want dora's login of session %v", events, login["session_id"])
+	}
+	before = a.svc.commands.Started()
+	a.login("Dora@example.com", "dora-password", nil)
+	if got := a.svc.commands.Started() - before; got != 2 {
+		t.Errorf("a login by email sent %d MongoDB commands, want 2", got)
+	}
+}
+
+// A login names a user by username or by email; a username that looks
+// like an email wins over another user's email.
+func TestLoginByUsernameOrEmail(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, nil)
+	owner := a.createUser(map[string]any{"username": "kim@example.com", "password": "owner-password"})
+	other := a.createUser(map[string]any{"username": "lee", "password": "other-password", "email": "KIM@example.com"})
+	mail := a.createUser(map[string]any{"username": "max", "password": "max-password", "email": "max@example.com"})
+	tests := []struct {
+		login, password string
+		want            int
+		user            string
+	}{
+		{"kim@example.com", "owner-password", http.StatusOK, owner},
+		{"KIM@example.com", "owner-password", http.StatusOK, owner},
+		{"kim@example.com", "other-password", http.StatusUnauthorized, ""},
+		{"lee", "other-password", http.StatusOK, other},
+		{"Max@Example.com", "max-password", http.StatusOK, mail},
+		{"max", "max-password", http.StatusOK, mail},
+		{"nobody@example.com", "max-password", http.StatusUnauthorized, ""},
+	}
+	for _, tt := range tests {
+		r := a.do(request{method: "POST", path: "/v1/auth/login", body: map[string]string{"username": tt.login, "password": tt.password}})
+		if r.status != tt.want {
+			t.Errorf("login %s with %s = %d, want %d", tt.login, tt.password, r.status, tt.want)
+			continue
+		}
+		if tt.user != "" {
+			_, claims := jwtParts(t, r.json(t)["access_token"].(string))
+			if claims["sub"] != tt.user {
+				t.Errorf("login %s signed in %v, want %s", tt.login, claims["sub"], tt.user)
+			}
+		}
 	}
 }
 
