@@ -175,7 +175,10 @@ func (s *Service) UserDetails(ctx context.Context, id string) (*User, error) {
 	if err != nil {
 		return nil, err
 	}
-	return u, s.withLastLogin(ctx, u)
+	if err := s.withLastLogin(ctx, u); err != nil {
+		return nil, err
+	}
+	return u, nil
 }
 
 // ExistingUsers reports which of ids are users, in one query.
@@ -189,7 +192,10 @@ func (s *Service) UserByName(ctx context.Context, username string) (*User, error
 	if err != nil {
 		return nil, err
 	}
-	return u, s.withLastLogin(ctx, u)
+	if err := s.withLastLogin(ctx, u); err != nil {
+		return nil, err
+	}
+	return u, nil
 }
 
 // Users lists users by username, optionally those starting with prefix.
@@ -225,7 +231,12 @@ func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, actor 
 		}
 	}
 	s.auditAdmin(ctx, id, "", actor, "user updated")
-	return u, s.withLastLogin(ctx, u)
+	// The change is made: a failure to read the last login must not
+	// report it as failed, only leave the field out.
+	if err := s.withLastLogin(ctx, u); err != nil {
+		s.cfg.Logger.Warn("user updated; its last login could not be read", "user_id", id, "error", err)
+	}
+	return u, nil
 }
 
 // CreateApp registers a backend client; the secret is returned only here.

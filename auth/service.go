@@ -326,14 +326,11 @@ func (s *Service) Login(ctx context.Context, r LoginRequest) (*Grant, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := s.cfg.Now()
 	secret := newSecret()
 	d := &sessionDoc{
 		ID: randomID(sidLen), UserID: u.ID, Username: u.Username, Roles: u.Roles, Style: r.Style,
 		MaxDevices: u.Profile.Plan.DeviceCount,
-		CreatedAt:  now, RefreshedAt: now, ExpiresAt: now.Add(s.cfg.SessionMaxAge),
-		IdleExpiresAt: now.Add(min(s.cfg.RefreshTTL, s.cfg.SessionMaxAge)),
-		Cred:          credential{Gen: 1, Hash: hashSecret(secret)},
+		Cred:       credential{Gen: 1, Hash: hashSecret(secret)},
 	}
 	if r.Device != nil {
 		d.DeviceID, d.Platform, d.FCMToken = r.Device.DeviceID, r.Device.Platform, r.Device.FCMToken
@@ -349,7 +346,11 @@ func (s *Service) Login(ctx context.Context, r LoginRequest) (*Grant, error) {
 		}
 	}
 	// The session is the login's only write: it is also the login's audit
-	// entry and the user's last login time (see AuditTrail).
+	// entry and the user's last login time (see AuditTrail), so its time
+	// is taken after the device bind, which the trail shows first.
+	now := s.cfg.Now()
+	d.CreatedAt, d.RefreshedAt, d.ExpiresAt = now, now, now.Add(s.cfg.SessionMaxAge)
+	d.IdleExpiresAt = now.Add(min(s.cfg.RefreshTTL, s.cfg.SessionMaxAge))
 	if err := s.sessions.insert(ctx, d); err != nil {
 		return nil, err
 	}

@@ -64,6 +64,9 @@ type trailEntry struct {
 // events the Auditor recorded merged with the user's logins. The cursor
 // is empty for the first page; the returned one is empty after the last.
 func (s *Service) AuditTrail(ctx context.Context, userID, cursor string, limit int) ([]AuditEvent, string, error) {
+	if limit < 1 {
+		return nil, "", invalid("limit", "must be at least 1")
+	}
 	var after trailPosition
 	if cursor != "" {
 		var err error
@@ -129,6 +132,47 @@ func (ss *sessions) loginsBefore(ctx context.Context, userID string, after trail
 		return nil, fmt.Errorf("auth: logins: %w", mongodb.Wrap(err))
 	}
 	return docs, nil
+}
+
+// Upgrade brings sessions written before logins were ordered in the audit
+// trail up to date: each gets a login_seq, without which the trail's
+// cursor could not page past it. It runs at every start and has nothing
+// to do once done.
+func (s *Service) Upgrade(ctx context.Context) error {
+	cur, err := s.sessions.coll.Find(ctx, bson.M{"login_seq": bson.M{"$exists": false}},
+		options.Find().SetProjection(bson.M{"_id": 1}))
+	if err != nil {
+		return fmt.Errorf("auth: upgrade sessions: %w", mongodb.Wrap(err))
+	}
+	var legacy []struct {
+		ID string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &legacy); err != nil {
+		return fmt.Errorf("auth: upgrade sessions: %w", mongodb.Wrap(err))
+	}
+	for _, d := range legacy {
+		if err := s.sessions.setLoginSeq(ctx, d.ID); err != nil {
+			return err
+		}
+	}
+	if len(legacy) > 0 {
+		s.cfg.Logger.Info("gave earlier sessions their place in the audit trail", "sessions", len(legacy))
+	}
+	return nil
+}
+
+func (ss *sessions) setLoginSeq(ctx context.Context, id string) error {
+	unlock, err := ss.locks.Lock(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	_, err = ss.coll.UpdateOne(ctx, bson.M{"_id": id, "login_seq": bson.M{"$exists": false}},
+		bson.M{"$set": bson.M{"login_seq": bson.NewObjectID()}})
+	if err != nil {
+		return fmt.Errorf("auth: upgrade session: %w", mongodb.Wrap(err))
+	}
+	return nil
 }
 
 // lastLogin returns when the user's newest session was created; zero if

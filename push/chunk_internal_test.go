@@ -126,8 +126,9 @@ func TestConcurrentSendsShareTheRequestBound(t *testing.T) {
 		t.Errorf("the double saw %d requests, want %d", got, 4*300)
 	}
 
-	// Ten sends of two tokens are all in flight together (20 of the 100):
-	// every request arrives long before the first is answered.
+	// Ten sends of two tokens are all in flight together: each chunk takes
+	// room for its 2 requests, not a whole chunk's 50, so all 20 requests
+	// arrive long before the first is answered.
 	srv.Reset()
 	srv.SetLatency(3 * time.Second)
 	var small sync.WaitGroup

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -62,6 +63,26 @@ func eventIndexes() []mongo.IndexModel {
 	}
 }
 
+// Upgrade drops the events index that earlier versions made, which the
+// trail's order no longer uses. It runs at every start.
+func (s *Store) Upgrade(ctx context.Context) error {
+	err := s.events.Indexes().DropOne(ctx, "user_newest")
+	var ce mongo.CommandError
+	if errors.As(err, &ce) && (ce.Code == indexNotFound || ce.Code == namespaceNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("registry: drop the old events index: %w", mongodb.Wrap(err))
+	}
+	return nil
+}
+
+// Server error codes Upgrade expects when there is nothing to drop.
+const (
+	namespaceNotFound = 26
+	indexNotFound     = 27
+)
+
 // Record appends an event to the user's audit trail.
 func (s *Store) Record(ctx context.Context, e Event) error {
 	if e.At.IsZero() {
@@ -87,7 +108,9 @@ func (s *Store) record(ctx context.Context, e Event) {
 // by ID (an ObjectID in hex). A zero at means from the newest. The
 // position is what the auth package's merged trail hands out.
 func (s *Store) EventsBefore(ctx context.Context, userID string, at time.Time, id string, limit int) ([]Event, error) {
-	filter := bson.M{"user_id": userID}
+	// Versions before the session stood for the login also recorded a
+	// "login" event; the session now lists it.
+	filter := bson.M{"user_id": userID, "type": bson.M{"$ne": "login"}}
 	if !at.IsZero() {
 		oid, err := bson.ObjectIDFromHex(id)
 		if err != nil {

@@ -11,7 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
 	"github.com/pushreg/pushreg/registry"
+	"github.com/pushreg/pushreg/registry/mongotest"
 )
 
 // The admin API's wire shapes, as a client decodes them.
@@ -650,4 +655,74 @@ func TestAdminEventsAuditTrail(t *testing.T) {
 		}
 	}
 	a.must(http.StatusBadRequest, request{method: "GET", path: "/v1/admin/users/" + id + "/events?cursor=zzz", header: bearer(a.admin())})
+}
+
+// A store written by an earlier version holds sessions without a place in
+// the trail's order and a "login" event for each login. After an upgrade
+// the trail lists each login once and pages through all of them, and the
+// old events index is gone.
+func TestAuditTrailAfterUpgradeFromEarlierData(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, nil)
+	id := a.createUser(map[string]any{"username": "olga", "password": "olga-password"})
+	a.login("olga", "olga-password", nil)
+	ctx := context.Background()
+	now := a.clock.Now()
+	for i := range 3 {
+		sid := fmt.Sprintf("legacy-%d", i)
+		if _, err := a.db.Collection("sessions").InsertOne(ctx, bson.M{"_id": sid, "user_id": id, "username": "olga",
+			"style": "native", "device_id": "", "created_at": now, "revoked": true}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.db.Collection("events").InsertOne(ctx, bson.M{"_id": bson.NewObjectID(), "user_id": id,
+			"type": "login", "actor": "user:" + id, "session_id": sid, "at": now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.db.Collection("events").Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys: bson.D{{Key: "user_id", Value: 1}, {Key: "_id", Value: -1}}, Options: options.Index().SetName("user_newest")}); err != nil {
+		t.Fatal(err)
+	}
+
+	b := startAPI(t, mongotest.URI(t), a.db, nil) // the upgraded version starts
+	full := admGet[admEventPage](b, "/v1/admin/users/"+id+"/events?limit=200")
+	logins := map[string]int{}
+	var ids []string
+	for _, e := range full.Events {
+		ids = append(ids, e.ID)
+		if e.Type == "login" {
+			logins[e.SessionID]++
+		}
+	}
+	if len(logins) != 4 {
+		t.Errorf("logins in the trail: %v, want the 3 earlier sessions and the new one", logins)
+	}
+	for sid, n := range logins {
+		if n != 1 {
+			t.Errorf("session %s listed as a login %d times, want once", sid, n)
+		}
+	}
+	var paged []string
+	cursor := ""
+	for page := 0; page < 50; page++ {
+		p := admGet[admEventPage](b, "/v1/admin/users/"+id+"/events?limit=1&cursor="+url.QueryEscape(cursor))
+		for _, e := range p.Events {
+			paged = append(paged, e.ID)
+		}
+		if cursor = p.NextCursor; cursor == "" {
+			break
+		}
+	}
+	if !slices.Equal(paged, ids) {
+		t.Errorf("paged one by one\n%v\nwant\n%v", paged, ids)
+	}
+	specs, err := a.db.Collection("events").Indexes().ListSpecifications(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range specs {
+		if s.Name == "user_newest" {
+			t.Error("the old user_newest index is still there after the upgrade")
+		}
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -25,7 +26,7 @@ func main() {
 		debug.SetGCPercent(defaultGCPercent)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(defaultMemoryLimit)
+		debug.SetMemoryLimit(defaultMemoryLimit(runtime.GOMAXPROCS(0)))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -45,8 +46,13 @@ const defaultGCPercent = 400
 // defaultMemoryLimit, unless GOMEMLIMIT is set, makes the collector work
 // harder rather than let the heap grow past it: each login's argon2 hash
 // leaves 19 MiB of garbage, and at GOGC=400 a burst of logins took the
-// process to 430 MiB.
-const defaultMemoryLimit = 256 << 20
+// process to 430 MiB on 2 cores. It leaves room for the hashes auth runs
+// at once (2 per core) twice over, plus 128 MiB for everything else: 280
+// MiB on 2 cores, 1.3 GiB on 16.
+func defaultMemoryLimit(procs int) int64 {
+	const hash = 19 << 20
+	return 128<<20 + int64(2*procs)*2*hash
+}
 
 // run starts the service and blocks until ctx is cancelled, then shuts down
 // in order: stop accepting, drain requests, stop background work, close the

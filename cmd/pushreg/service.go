@@ -90,8 +90,8 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, mongoURI string, 
 		KecakTTL:         cfg.KecakTokenTTL,
 		LoginRateLimit:   cfg.LoginRateLimit,
 		RejectOnFCMError: cfg.FCMValidateOnError == "reject",
-		Devices:          deviceRegistry{store: devices},
-		Auditor:          deviceRegistry{store: devices},
+		Devices:          deviceRegistry{store: devices, log: log},
+		Auditor:          deviceRegistry{store: devices, log: log},
 		Validator:        validator,
 		Logger:           log.With("component", "auth"),
 		Now:              now,
@@ -108,7 +108,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, mongoURI string, 
 		stopBackground()
 		background.Wait()
 	})
-	setup := []func(context.Context) error{devices.EnsureIndexes, sessions.EnsureIndexes}
+	setup := []func(context.Context) error{devices.EnsureIndexes, sessions.EnsureIndexes, devices.Upgrade, sessions.Upgrade}
 	if cfg.AdminUsername != "" {
 		setup = append(setup, func(ctx context.Context) error {
 			u, created, err := sessions.EnsureAdmin(ctx, cfg.AdminUsername, cfg.AdminPassword)

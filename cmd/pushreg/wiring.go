@@ -20,7 +20,10 @@ import (
 // The adapters below connect auth's small interfaces to the registry and
 // push packages, so the three domain packages never import each other.
 
-type deviceRegistry struct{ store *registry.Store }
+type deviceRegistry struct {
+	store *registry.Store
+	log   *slog.Logger
+}
 
 func toBinding(b auth.DeviceBinding) registry.Binding {
 	return registry.Binding{UserID: b.UserID, DeviceID: b.DeviceID, Platform: b.Platform, FCMToken: b.FCMToken,
@@ -52,9 +55,12 @@ func (d deviceRegistry) DeleteDevice(ctx context.Context, userID, deviceID, acto
 
 func (d deviceRegistry) Audit(ctx context.Context, e auth.AuditEvent) {
 	// An audit entry lost to a store failure must not fail the request
-	// whose change already happened.
-	_ = d.store.Record(ctx, registry.Event{UserID: e.UserID, Type: registry.EventType(e.Type), Actor: e.Actor,
+	// whose change already happened; it is logged instead.
+	err := d.store.Record(ctx, registry.Event{UserID: e.UserID, Type: registry.EventType(e.Type), Actor: e.Actor,
 		DeviceID: e.DeviceID, SessionID: e.SessionID, Outcome: e.Outcome})
+	if err != nil {
+		d.log.Warn("audit entry lost", "user_id", e.UserID, "type", e.Type, "error", err)
+	}
 }
 
 func (d deviceRegistry) AuditedBefore(ctx context.Context, userID string, at time.Time, id string, limit int) ([]auth.AuditEvent, error) {
