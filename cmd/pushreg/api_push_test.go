@@ -333,10 +333,16 @@ func TestPushChunksOf500(t *testing.T) {
 	a.insertDevices(uid, n)
 	a.fcm.SetLatency(5 * time.Millisecond) // keeps requests in flight long enough to count
 
-	r := a.must(http.StatusOK, request{method: "POST", path: messagesPath(uid), header: bearer(a.admin()), body: hello})
+	admin := a.admin()
+	before := a.svc.commands.Started()
+	r := a.must(http.StatusOK, request{method: "POST", path: messagesPath(uid), header: bearer(admin), body: hello})
 	rep := decodeAs[pushReport](t, r)
 	if rep.Devices != n || rep.Sent != n || len(rep.Results) != n {
 		t.Fatalf("report devices %d sent %d results %d, want %d each", rep.Devices, rep.Sent, len(rep.Results), n)
+	}
+	// The 1,200 devices come in one batch, not the driver's 101 at a time.
+	if got := a.svc.commands.Started() - before; got != 1 {
+		t.Errorf("the push took %d MongoDB commands, want 1 (its devices, in one batch)", got)
 	}
 	seen := map[string]int{}
 	for _, tok := range a.sends() {
