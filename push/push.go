@@ -214,9 +214,10 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 // The SDK's own keeps at most 100 idle connections, which suits FCM's
 // HTTP/2, where requests share a connection. An HTTP/1.1 endpoint (an
 // emulator, a proxy, the test double) needs one per request in flight, up
-// to 50 per chunk in flight; with fewer, every fan-out closes and redials
-// most of them (12% of a fan-out's CPU in BenchmarkPushAPI). Validations
-// (dry runs, outside the chunk slots) get room of their own.
+// to 50×Concurrency (see Config.Concurrency); with fewer, every fan-out
+// closes and redials most of them (12% of a fan-out's CPU in
+// BenchmarkPushAPI). Twice that is kept, so validations (dry runs, outside
+// the bound) have room too.
 func endpointHTTPClient(concurrency int) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = 2 * sdkWorkersPerChunk * concurrency

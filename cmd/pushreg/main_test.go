@@ -261,16 +261,7 @@ func TestShutdownDrainsRequestsInFlight(t *testing.T) {
 		t.Fatalf("the login's FCM validation never arrived: %v", err)
 	}
 
-	s.cancel() // what SIGTERM does in main
-	s.cancel = nil
-	select {
-	case err := <-s.done:
-		if err != nil {
-			t.Errorf("run returned %v, want nil", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("run did not return within 20s of shutdown")
-	}
+	s.stop(t) // what SIGTERM does in main
 	a := <-answered
 	if a.status != http.StatusOK || !strings.Contains(a.body, `"access_token"`) {
 		t.Fatalf("the login in flight at shutdown = %d %s, want 200 with tokens", a.status, a.body)
