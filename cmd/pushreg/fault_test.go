@@ -178,6 +178,13 @@ func (w *loadWorkers) start(ctx context.Context, name string, step func(context.
 	}()
 }
 
+// errors reports what stopped workers so far.
+func (w *loadWorkers) errors() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return errors.Join(w.errs...)
+}
+
 // finish stops new work and waits for the drain; it returns the workers'
 // errors.
 func (w *loadWorkers) finish() error {
@@ -262,16 +269,6 @@ func TestFaultStoreStopsMidLoad(t *testing.T) {
 		}
 		return n
 	}
-	each := func(base []int, more int) func() bool {
-		return func() bool {
-			for i, n := range successes() {
-				if n < base[i]+more {
-					return false
-				}
-			}
-			return true
-		}
-	}
 	ready := func() int { return c.Do(ctx, "readyz", "GET", "/readyz", nil, nil).Status }
 	seen := func() string {
 		var b strings.Builder
@@ -281,11 +278,35 @@ func TestFaultStoreStopsMidLoad(t *testing.T) {
 		for _, l := range logins {
 			fmt.Fprintf(&b, "%s: %d successes, pending %v\n", l.Name, l.Successes(), l.Pending())
 		}
+		if err := w.errors(); err != nil {
+			fmt.Fprintf(&b, "stopped: %v\n", err)
+		}
+		for _, line := range strings.Split(a.logs.String(), "\n") {
+			if strings.Contains(line, `"status":500`) {
+				fmt.Fprintf(&b, "log: %s\n", line)
+			}
+		}
 		all := log.all()
 		for _, ans := range all[max(0, len(all)-10):] {
 			fmt.Fprintf(&b, "%v %s\n", ans.Start.Format("15:04:05.000"), ans)
 		}
 		return b.String() + c.Stats.String()
+	}
+	// each holds once every client succeeded more times since base; a
+	// client that stopped on an answer no fault explains never will, so
+	// the test ends there and says what it saw.
+	each := func(base []int, more int) func() bool {
+		return func() bool {
+			if err := w.errors(); err != nil {
+				t.Fatalf("a client saw an answer no fault explains:\n%s", seen())
+			}
+			for i, n := range successes() {
+				if n < base[i]+more {
+					return false
+				}
+			}
+			return true
+		}
 	}
 	faultWait(t, "every client refreshing", 60*time.Second, each(make([]int, len(chains)+len(logins)), 2), seen)
 
@@ -606,6 +627,9 @@ func TestKillDuringLoadLosesNothing(t *testing.T) {
 		base[i] = ch.Successes()
 	}
 	faultWait(t, "every client refreshing", 60*time.Second, func() bool {
+		if err := w.errors(); err != nil {
+			t.Fatalf("clients saw answers no fault explains before the kill:\n%v", err)
+		}
 		for i, ch := range chains {
 			if ch.Successes() < base[i]+3 {
 				return false

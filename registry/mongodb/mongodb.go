@@ -70,7 +70,7 @@ func Wrap(err error) error {
 	case mongo.IsDuplicateKeyError(err):
 		return fmt.Errorf("%w: %w", ErrDuplicate, err)
 	case mongo.IsNetworkError(err), mongo.IsTimeout(err), errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, context.Canceled), isServerSelection(err), isTransient(err):
+		errors.Is(err, context.Canceled), isServerSelection(err), isTransient(err), isBackendInterrupted(err):
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err
@@ -98,6 +98,37 @@ func isTransient(err error) bool {
 	}
 	for _, c := range transientCodes {
 		if se.HasErrorCode(c) {
+			return true
+		}
+	}
+	return false
+}
+
+// backendInterruptions are what FerretDB reports, as an InternalError, when
+// its SQLite or PostgreSQL backend goes away under a command: the store is
+// stopping or restarting, and the command was rolled back.
+var backendInterruptions = []string{
+	"sql: transaction has already been committed or rolled back", // database/sql ErrTxDone: rolled back at shutdown
+	"sql: database is closed",
+	"sql: connection is already closed",
+	"database is locked", // SQLITE_BUSY
+	"context canceled",
+	"conn closed", // pgx
+	"connection refused",
+	"SQLSTATE 57P", // PostgreSQL operator intervention: admin or crash shutdown, cannot connect now
+	"SQLSTATE 08",  // PostgreSQL connection exception
+}
+
+// isBackendInterrupted reports whether err is FerretDB's InternalError for
+// a backend that went away. MongoDB names its own shutdown with the codes
+// in transientCodes; FerretDB v1 only has the message.
+func isBackendInterrupted(err error) bool {
+	var se mongo.ServerError
+	if !errors.As(err, &se) {
+		return false
+	}
+	for _, m := range backendInterruptions {
+		if se.HasErrorCodeWithMessage(1, m) {
 			return true
 		}
 	}
