@@ -19,6 +19,10 @@
 // The scenarios, each run for --duration by --concurrency workers over
 // keep-alive connections:
 //
+//   - floor-http: GET /healthz, what any request costs the service (the
+//     HTTP server and the middleware every route has), no store.
+//   - floor-store: GET /readyz, the same plus one MongoDB round trip (a
+//     ping). A refresh's cost above these floors is its own work.
 //   - kecak-refresh-same: Kecak refreshes with the device and FCM token the
 //     session is bound to, chained (each answer's token is presented next).
 //   - kecak-refresh-new-fcm: the same, with a new FCM token every time
@@ -82,6 +86,7 @@ type options struct {
 	storeProcess  bool
 	storePID      int
 	storeProfile  string
+	pprofAddr     string
 	bin           string
 	duration      time.Duration
 	concurrency   int
@@ -131,6 +136,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.storeProcess, "store-process", false, "run the embedded FerretDB in a process of its own, so the service's CPU excludes the store's")
 	fs.IntVar(&o.storePID, "store-pid", 0, "also measure the CPU of this process and its children (a PostgreSQL postmaster, a mongod)")
 	fs.StringVar(&o.storeProfile, "store-cpuprofile", "", "with --store-process: write the store process's CPU profile to this file")
+	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve the started pushreg's Go profiler on this loopback address (PUSHREG_PPROF_ADDR), to profile it during a scenario")
 	fs.StringVar(&o.bin, "bin", "", "run this pushreg binary instead of building ./cmd/pushreg")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long each scenario runs")
 	fs.IntVar(&o.concurrency, "concurrency", 8, "concurrent simulated clients")
@@ -187,8 +193,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("--users × --devices must be at least --concurrency")
 	case o.url != "" && (o.adminUser == "" || o.adminPassword == ""):
 		return o, errors.New("--url needs --admin-username and --admin-password")
-	case o.url != "" && (o.mongoURI != "" || o.postgresURL != "" || o.storeProcess || o.bin != ""):
-		return o, errors.New("--url drives a running pushreg: --mongodb-uri, --ferretdb-postgres-url, --store-process and --bin do not apply")
+	case o.url != "" && (o.mongoURI != "" || o.postgresURL != "" || o.storeProcess || o.bin != "" || o.pprofAddr != ""):
+		return o, errors.New("--url drives a running pushreg: --mongodb-uri, --ferretdb-postgres-url, --store-process, --bin and --pprof-addr do not apply")
 	case o.mongoURI != "" && (o.postgresURL != "" || o.storeProcess):
 		return o, errors.New("--mongodb-uri names the store: --ferretdb-postgres-url and --store-process do not apply")
 	}

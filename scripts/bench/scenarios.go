@@ -159,7 +159,7 @@ type scenario struct {
 }
 
 func scenarioNames() []string {
-	return []string{"kecak-refresh-same", "kecak-refresh-new-fcm", "native-refresh", "login"}
+	return []string{"floor-http", "floor-store", "kecak-refresh-same", "kecak-refresh-new-fcm", "native-refresh", "login"}
 }
 
 // owned splits n chains among the workers: worker w uses chains w, w+c,
@@ -207,7 +207,17 @@ func (b *bench) scenarios() []scenario {
 			return outcome{a: a}
 		}
 	}
+	get := func(path string) func(context.Context, int) outcome {
+		return func(ctx context.Context, _ int) outcome {
+			return outcome{a: b.client.do(ctx, http.MethodGet, path, nil, "", nil)}
+		}
+	}
 	list := []scenario{
+		// The floors: what any request costs the service (HTTP and the
+		// middleware every route has), and that plus one store round trip
+		// (a ping). A refresh's cost above them is its own work.
+		{name: "floor-http", about: "GET /healthz: the HTTP stack and middleware, no store", op: get("/healthz")},
+		{name: "floor-store", about: "GET /readyz: the same plus one MongoDB round trip (a ping)", op: get("/readyz")},
 		{name: "kecak-refresh-same", about: "Kecak refresh, device and FCM token already bound and validated, chained",
 			op: kecak(false)},
 		{name: "kecak-refresh-new-fcm", about: "Kecak refresh with a new FCM token each time (validated by FCM, bound), chained",

@@ -115,6 +115,9 @@ func startTarget(ctx context.Context, o options, p *progress) (*target, error) {
 		// The push users hold up to 1,000 devices (their plans say so too).
 		"PUSHREG_MAX_DEVICES_PER_USER=" + strconv.Itoa(max(100, maxOf(o.pushDevices))),
 	}
+	if o.pprofAddr != "" {
+		env = append(env, "PUSHREG_PPROF_ADDR="+o.pprofAddr)
+	}
 	switch {
 	case o.mongoURI != "":
 		env = append(env, "PUSHREG_MONGODB_URI="+o.mongoURI)
