@@ -14,9 +14,10 @@ import (
 func (s *Service) Revoke(ctx context.Context, token string) error {
 	var sid string
 	if rt, err := s.cfg.Keys.decodeRefresh(token); err == nil {
-		d, err := s.sessions.check(ctx, presented{sessionID: rt.sessionID, gen: rt.gen, secret: rt.secret}, s.cfg.Now(), s.cfg.ReuseGrace)
+		p := presented(rt)
+		d, err := s.sessions.check(ctx, p, s.checkPolicy())
 		if err != nil {
-			return ignoreDead(err)
+			return ignoreDead(s.auditFailure(ctx, err, p))
 		}
 		sid = d.ID
 	} else if c, err := s.VerifyAccess(token); err == nil && c.SessionID != "" {
@@ -26,9 +27,10 @@ func (s *Service) Revoke(ctx context.Context, token string) error {
 		if err != nil {
 			return nil
 		}
-		d, err := s.sessions.check(ctx, presented{sessionID: c.SessionID, gen: c.Gen, secret: secret}, s.cfg.Now(), s.cfg.ReuseGrace)
+		p := presented{sessionID: c.SessionID, gen: c.Gen, secret: secret}
+		d, err := s.sessions.check(ctx, p, s.checkPolicy())
 		if err != nil {
-			return ignoreDead(err)
+			return ignoreDead(s.auditFailure(ctx, err, p))
 		}
 		sid = d.ID
 	} else {
@@ -213,8 +215,9 @@ func (s *Service) Users(ctx context.Context, prefix, cursor string, limit int) (
 	return users, next, nil
 }
 
-// UpdateUser changes a user. Disabling revokes every session; new roles
-// reach the user's live sessions at once.
+// UpdateUser changes a user. Disabling revokes every session, and so does
+// a new password unless p.KeepSessions; new roles reach the user's live
+// sessions at once.
 func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, actor string) (*User, error) {
 	u, err := s.users.update(ctx, id, p)
 	if err != nil {
@@ -227,6 +230,12 @@ func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, actor 
 	}
 	if p.Disabled != nil && *p.Disabled {
 		if _, err := s.revokeUserSessions(ctx, id, "account disabled", actor); err != nil {
+			return nil, err
+		}
+	} else if p.Password != nil && !p.KeepSessions {
+		// A password is changed because it may be known to someone else,
+		// who may have signed in with it.
+		if _, err := s.revokeUserSessions(ctx, id, "password changed", actor); err != nil {
 			return nil, err
 		}
 	}

@@ -25,11 +25,14 @@ var (
 	ErrNotFound       = errors.New("not found")
 	ErrUnavailable    = mongodb.ErrUnavailable
 	ErrDeviceMismatch = errors.New("device does not match the session")
+	// ErrNotSessionToken is an access token presented where only a session
+	// token (a Kecak token) refreshes; it is an ErrInvalidToken.
+	ErrNotSessionToken = fmt.Errorf("%w: an access token cannot refresh a session", ErrInvalidToken)
 
 	// The FCM token validator's verdicts, as the adapter reports them.
 	ErrFCMTokenMalformed = errors.New("malformed FCM token")
 	ErrFCMTokenRejected  = errors.New("FCM token rejected by Firebase")
-	ErrFCMUnavailable    = errors.New("Firebase unavailable")
+	ErrFCMUnavailable    = errors.New("cannot reach Firebase")
 )
 
 // InvalidInputError names the field a request got wrong.

@@ -43,6 +43,10 @@ type Devices interface {
 // ErrFCMTokenMalformed, ErrFCMTokenRejected or ErrFCMUnavailable.
 type TokenValidator interface {
 	ValidateToken(ctx context.Context, token string) (verified bool, err error)
+	// CachedToken answers as ValidateToken would when that answer needs no
+	// call to Firebase (a recent acceptance, or format-only mode); ok is
+	// false when Firebase would have to be asked.
+	CachedToken(token string) (verified, ok bool)
 }
 
 // AuditEvent is an entry for a user's audit trail; it holds no secret.
@@ -87,16 +91,16 @@ type Config struct {
 func (c *Config) validate() error {
 	var errs []error
 	if c.DB == nil {
-		errs = append(errs, errors.New("DB is required"))
+		errs = append(errs, errors.New("missing DB"))
 	}
 	if c.Keys == nil {
-		errs = append(errs, errors.New("Keys is required"))
+		errs = append(errs, errors.New("missing Keys"))
 	}
 	if c.Devices == nil || c.Validator == nil {
-		errs = append(errs, errors.New("Devices and Validator are required"))
+		errs = append(errs, errors.New("missing Devices or Validator"))
 	}
 	if c.Issuer == "" || c.Audience == "" {
-		errs = append(errs, errors.New("Issuer and Audience are required"))
+		errs = append(errs, errors.New("missing Issuer or Audience"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("auth: config: %w", err)
@@ -190,18 +194,25 @@ type DeviceRequest struct {
 // Validate checks the shape of the device fields (the FCM token's shape
 // is the validator's).
 func (d *DeviceRequest) Validate() error {
-	if n := len(d.DeviceID); n == 0 || n > 128 {
-		return invalid("device_id", "must be 1-128 printable characters")
-	}
-	for _, r := range d.DeviceID {
-		if r < 0x20 || r == 0x7f || r > 0x7e {
-			return invalid("device_id", "must be 1-128 printable characters")
-		}
+	if err := validateDeviceID("device_id", d.DeviceID); err != nil {
+		return err
 	}
 	switch d.Platform {
 	case "", "android", "ios", "web":
 	default:
 		return invalid("platform", "must be android, ios or web")
+	}
+	return nil
+}
+
+func validateDeviceID(field, id string) error {
+	if n := len(id); n == 0 || n > 128 {
+		return invalid(field, "must be 1-128 printable characters")
+	}
+	for _, r := range id {
+		if r < 0x20 || r == 0x7f || r > 0x7e {
+			return invalid(field, "must be 1-128 printable characters")
+		}
 	}
 	return nil
 }
@@ -213,8 +224,16 @@ type LoginRequest struct {
 	ClientIP string
 	Style    string
 	// Kecak asks for a Kecak session token instead of a refresh token.
-	Kecak  bool
-	Device *DeviceRequest
+	Kecak bool
+	// FixedRefresh makes a session whose refresh token never rotates
+	// (Duktig, kalsel); such a session is refused by the rotating routes,
+	// and a rotating one by the fixed routes.
+	FixedRefresh bool
+	Device       *DeviceRequest
+	// ClientDeviceID is a device the client names without binding a token
+	// to it (Duktig's X-Device-Id); a refresh that requires a device ID
+	// matches it when the session has no bound device.
+	ClientDeviceID string
 	// PreviousLogin asks for the user's login before this one in the
 	// grant's User.LastLoginAt (zero on a first login): one more query.
 	PreviousLogin bool
@@ -243,7 +262,7 @@ type Grant struct {
 func (s *Service) Authenticate(ctx context.Context, login, password, clientIP string) (*User, error) {
 	var client []string
 	if clientIP != "" {
-		client = []string{"ip:" + clientIP}
+		client = []string{clientKey(clientIP)}
 	}
 	// Every attempt takes a slot before the password is checked, so a
 	// burst of concurrent guesses cannot all pass; a success gives its
@@ -318,6 +337,11 @@ func (s *Service) Login(ctx context.Context, r LoginRequest) (*Grant, error) {
 			return nil, err
 		}
 	}
+	if r.ClientDeviceID != "" {
+		if err := validateDeviceID("X-Device-Id", r.ClientDeviceID); err != nil {
+			return nil, err
+		}
+	}
 	u, err := s.Authenticate(ctx, r.Login, r.Password, r.ClientIP)
 	if err != nil {
 		return nil, err
@@ -329,8 +353,11 @@ func (s *Service) Login(ctx context.Context, r LoginRequest) (*Grant, error) {
 	secret := newSecret()
 	d := &sessionDoc{
 		ID: randomID(sidLen), UserID: u.ID, Username: u.Username, Roles: u.Roles, Style: r.Style,
-		MaxDevices: u.Profile.Plan.DeviceCount,
-		Cred:       credential{Gen: 1, Hash: hashSecret(secret)},
+		Refresh: modeRotating, MaxDevices: u.Profile.Plan.DeviceCount, ClientDeviceID: r.ClientDeviceID,
+		Cred: credential{Gen: 1, Hash: hashSecret(secret)},
+	}
+	if r.FixedRefresh {
+		d.Refresh = modeFixed
 	}
 	if r.Device != nil {
 		d.DeviceID, d.Platform, d.FCMToken = r.Device.DeviceID, r.Device.Platform, r.Device.FCMToken
@@ -354,6 +381,9 @@ func (s *Service) Login(ctx context.Context, r LoginRequest) (*Grant, error) {
 	if err := s.sessions.insert(ctx, d); err != nil {
 		return nil, err
 	}
+	if err := s.refuseDisabledSince(ctx, d); err != nil {
+		return nil, err
+	}
 	g := &Grant{User: u, Session: d.session(), TokenVerified: verified}
 	if err := s.issueAccess(g, d, 0); err != nil {
 		return nil, err
@@ -366,6 +396,25 @@ func (s *Service) Login(ctx context.Context, r LoginRequest) (*Grant, error) {
 	return g, err
 }
 
+// refuseDisabledSince reads the user again once the login's session is
+// written: a disable that ran since Authenticate read the user revoked only
+// the sessions it saw, so a session written after it is revoked here. Its
+// credential has not been handed out yet, so a failure here leaves nothing
+// usable behind.
+func (s *Service) refuseDisabledSince(ctx context.Context, d *sessionDoc) error {
+	u, err := s.users.byID(ctx, d.UserID)
+	if err != nil {
+		return err
+	}
+	if !u.Disabled {
+		return nil
+	}
+	if err := s.RevokeSession(ctx, d.ID, "account disabled", "system"); err != nil {
+		return err
+	}
+	return fmt.Errorf("auth: login %s: %w", u.ID, ErrAccountDisabled)
+}
+
 // RefreshRequest uses a refresh token.
 type RefreshRequest struct {
 	RefreshToken string
@@ -375,7 +424,8 @@ type RefreshRequest struct {
 	Device *DeviceRequest
 	// AccessTTL overrides the access token lifetime (kalsel's limit).
 	AccessTTL time.Duration
-	// RequireDeviceID, when set, must be the session's device.
+	// RequireDeviceID, when set, must be the session's device: the bound
+	// one, or else the one the client named at sign-in.
 	RequireDeviceID string
 }
 
@@ -392,20 +442,22 @@ func (s *Service) Refresh(ctx context.Context, r RefreshRequest) (*Grant, error)
 			return nil, err
 		}
 	}
-	verified, err := s.validateDevice(ctx, r.Device)
-	if err != nil {
-		return nil, err
-	}
-	p := presented{sessionID: rt.sessionID, gen: rt.gen, secret: rt.secret}
+	p := presented(rt)
 	pol := s.policy(r.Rotate)
 	changesDevice := r.Device != nil
 	var adv advanced
+	var verified bool
 	if changesDevice {
 		pol.set = bson.M{"device_id": r.Device.DeviceID, "fcm_token": r.Device.FCMToken}
 		if r.Device.Platform != "" {
 			pol.set["platform"] = r.Device.Platform
 		}
 		adv, err = s.sessions.checkBindAdvance(ctx, p, pol, func(d *sessionDoc) error {
+			// Firebase is asked only once the credential has been checked,
+			// so a stolen or dead token is no FCM-token oracle.
+			if verified, err = s.validateDevice(ctx, r.Device); err != nil {
+				return err
+			}
 			return s.cfg.Devices.BindDevice(ctx, s.binding(withDevice(d, r.Device), verified, "session:"+d.ID))
 		})
 	} else {
@@ -414,7 +466,7 @@ func (s *Service) Refresh(ctx context.Context, r RefreshRequest) (*Grant, error)
 	if err != nil {
 		return nil, s.auditFailure(ctx, err, p)
 	}
-	if r.RequireDeviceID != "" && r.RequireDeviceID != adv.doc.DeviceID {
+	if r.RequireDeviceID != "" && r.RequireDeviceID != adv.doc.deviceName() {
 		return nil, fmt.Errorf("auth: session %s: %w", adv.doc.ID, ErrDeviceMismatch)
 	}
 	g := &Grant{Session: adv.doc.session(), TokenVerified: verified}
@@ -431,59 +483,51 @@ func (s *Service) Refresh(ctx context.Context, r RefreshRequest) (*Grant, error)
 
 // RefreshKecak is the Kecak refresh: it validates the FCM token, binds the
 // session to the device and token, retires the presented Kecak token and
-// returns its successor carrying device_id and fcm_token. A pushreg access
-// token is accepted too; it is answered with a new access token. With the
-// token already bound to the device it is two round trips.
+// returns its successor carrying device_id and fcm_token. Only a Kecak
+// session token refreshes: an access token would renew itself for the
+// session's whole life without ever meeting rotation. With the token
+// already bound to the device and recently validated, it is two round
+// trips.
 func (s *Service) RefreshKecak(ctx context.Context, token string, dev DeviceRequest) (*Grant, error) {
 	// Request errors first, then the token (the order the README gives).
 	if err := dev.Validate(); err != nil {
 		return nil, err
 	}
-	claims, kecak, err := s.verifyKecakOrAccess(token)
+	claims, err := s.verifyKecak(token)
 	if err != nil {
 		return nil, err
-	}
-	verified, err := s.validateDevice(ctx, &dev)
-	if err != nil {
-		return nil, err
-	}
-	if !kecak {
-		return s.refreshAccessWithDevice(ctx, claims, dev, verified)
 	}
 	secret, err := decodeSecret(claims.ID)
 	if err != nil {
 		return nil, err
 	}
 	p := presented{sessionID: claims.SessionID, gen: claims.Gen, secret: secret}
-	sameBinding := claims.DeviceID == dev.DeviceID && claims.FCMToken == dev.FCMToken
 	pol := s.policy(true)
+	sameBinding := claims.DeviceID == dev.DeviceID && claims.FCMToken == dev.FCMToken
 	var adv advanced
+	var verified, cached bool
 	if sameBinding {
-		adv, err = s.sessions.advance(ctx, p, pol)
+		verified, cached = s.cfg.Validator.CachedToken(dev.FCMToken)
+	}
+	if cached {
+		// Nothing to ask Firebase: rotate, then confirm the device holds
+		// the token, both under the session's lock so that a revocation or
+		// device removal cannot slip in between and be undone by a rebind.
+		adv, err = s.sessions.advanceThen(ctx, p, pol, func(d *sessionDoc) {
+			s.confirmDevice(ctx, s.binding(d, verified, "session:"+d.ID))
+		})
 	} else {
 		pol.set = bson.M{"device_id": dev.DeviceID, "fcm_token": dev.FCMToken}
 		adv, err = s.sessions.checkBindAdvance(ctx, p, pol, func(d *sessionDoc) error {
+			// The credential is checked: only now is Firebase asked.
+			if verified, err = s.validateDevice(ctx, &dev); err != nil {
+				return err
+			}
 			return s.cfg.Devices.BindDevice(ctx, s.binding(withDevice(d, &dev), verified, "session:"+d.ID))
 		})
 	}
 	if err != nil {
 		return nil, s.auditFailure(ctx, err, p)
-	}
-	if sameBinding {
-		b := s.binding(adv.doc, verified, "session:"+adv.doc.ID)
-		held, err := s.cfg.Devices.TouchDevice(ctx, b)
-		if err != nil {
-			// The binding is unchanged, so the refresh stands; only the
-			// last-seen time was lost.
-			s.cfg.Logger.WarnContext(ctx, "touch device failed", "session_id", adv.doc.ID, "error", err)
-		} else if !held {
-			// The token moved away since this token was issued: bind again.
-			// The credential has rotated by now, so a failure is logged and
-			// the successor still answered; the next refresh binds again.
-			if err := s.cfg.Devices.BindDevice(ctx, b); err != nil {
-				s.cfg.Logger.WarnContext(ctx, "rebinding the device failed", "session_id", adv.doc.ID, "error", err)
-			}
-		}
 	}
 	g := &Grant{Session: adv.doc.session(), TokenVerified: verified}
 	if !adv.duplicate && !sameBinding {
@@ -493,30 +537,21 @@ func (s *Service) RefreshKecak(ctx context.Context, token string, dev DeviceRequ
 	return g, s.issueKecak(g, adv.doc, adv.gen, adv.secret)
 }
 
-func (s *Service) refreshAccessWithDevice(ctx context.Context, claims *Claims, dev DeviceRequest, verified bool) (*Grant, error) {
-	if claims.SessionID == "" {
-		return nil, fmt.Errorf("auth: app tokens have no session: %w", ErrInvalidToken)
-	}
-	// Under the session's lock, so a revocation cannot slip between the
-	// liveness check and the bind and leave a device bound to it.
-	unlock, err := s.sessions.locks.Lock(ctx, claims.SessionID)
+// confirmDevice records that the session's device still holds its token,
+// binding it again if the token moved away since. The credential has
+// rotated by then, so a failure is logged and the refresh still answered;
+// the next refresh binds again.
+func (s *Service) confirmDevice(ctx context.Context, b DeviceBinding) {
+	held, err := s.cfg.Devices.TouchDevice(ctx, b)
 	if err != nil {
-		return nil, err
+		s.cfg.Logger.WarnContext(ctx, "touch device failed", "session_id", b.SessionID, "error", err)
+		return
 	}
-	defer unlock()
-	d, err := s.liveSession(ctx, claims.SessionID)
-	if err != nil {
-		return nil, err
+	if !held {
+		if err := s.cfg.Devices.BindDevice(ctx, b); err != nil {
+			s.cfg.Logger.WarnContext(ctx, "rebinding the device failed", "session_id", b.SessionID, "error", err)
+		}
 	}
-	if err := s.cfg.Devices.BindDevice(ctx, s.binding(withDevice(d, &dev), verified, "session:"+d.ID)); err != nil {
-		return nil, err
-	}
-	if err := s.sessions.setFieldsLocked(ctx, d.ID, bson.M{"device_id": dev.DeviceID, "fcm_token": dev.FCMToken}); err != nil {
-		return nil, err
-	}
-	d = withDevice(d, &dev)
-	g := &Grant{Session: d.session(), TokenVerified: verified}
-	return g, s.issueAccess(g, d, 0)
 }
 
 // CheckKecak checks a Kecak token against its session in the store.
@@ -529,34 +564,38 @@ func (s *Service) CheckKecak(ctx context.Context, token string) (Session, *User,
 	if err != nil {
 		return Session{}, nil, err
 	}
-	d, err := s.sessions.check(ctx, presented{sessionID: claims.SessionID, gen: claims.Gen, secret: secret}, s.cfg.Now(), s.cfg.ReuseGrace)
+	p := presented{sessionID: claims.SessionID, gen: claims.Gen, secret: secret}
+	d, err := s.sessions.check(ctx, p, s.checkPolicy())
 	if err != nil {
-		return Session{}, nil, err
+		return Session{}, nil, s.auditFailure(ctx, err, p)
 	}
 	u, err := s.users.byID(ctx, d.UserID)
 	if err != nil {
 		return Session{}, nil, err
 	}
+	if u.Disabled {
+		// Disabling revokes every session; this covers one that a failed
+		// revocation left behind.
+		return Session{}, nil, fmt.Errorf("auth: session %s: user disabled: %w", d.ID, ErrSessionRevoked)
+	}
 	return d.session(), u, nil
 }
 
-func (s *Service) verifyKecakOrAccess(token string) (*Claims, bool, error) {
+// verifyKecak checks a Kecak session token, telling an access token
+// presented in its place apart: it is refused with a message that says so.
+func (s *Service) verifyKecak(token string) (*Claims, error) {
 	token = stripBearer(token)
 	if token == "" {
-		return nil, false, fmt.Errorf("auth: %w: no token", ErrInvalidToken)
+		return nil, fmt.Errorf("auth: %w: no token", ErrInvalidToken)
 	}
-	c, kerr := s.signer.verify(typKecak, token)
-	if kerr == nil {
-		return c, true, nil
+	c, err := s.signer.verify(typKecak, token)
+	if err == nil {
+		return c, nil
 	}
-	c, aerr := s.signer.verify(typAccess, token)
-	if aerr == nil {
-		return c, false, nil
+	if _, aerr := s.signer.verify(typAccess, token); aerr == nil {
+		return nil, fmt.Errorf("auth: %w", ErrNotSessionToken)
 	}
-	if errors.Is(kerr, ErrTokenExpired) {
-		return nil, false, kerr
-	}
-	return nil, false, aerr
+	return nil, err
 }
 
 // stripBearer accepts a token with or without the "Bearer " prefix.
@@ -585,9 +624,13 @@ func (s *Service) Authorize(ctx context.Context, token string) (*Claims, error) 
 	}
 	if c.SessionID != "" && c.ExpiresAt != nil && c.IssuedAt != nil &&
 		c.ExpiresAt.Sub(c.IssuedAt.Time) > s.cfg.AccessTTL {
-		if _, err := s.liveSession(ctx, c.SessionID); err != nil {
+		d, err := s.liveSession(ctx, c.SessionID)
+		if err != nil {
 			return nil, err
 		}
+		// The session's roles are current; the claims' are as issued, up
+		// to a week ago.
+		c.Roles = d.Roles
 	}
 	return c, nil
 }
@@ -626,7 +669,17 @@ func (s *Service) validateDevice(ctx context.Context, d *DeviceRequest) (bool, e
 }
 
 func (s *Service) policy(rotate bool) advancePolicy {
-	return advancePolicy{rotate: rotate, now: s.cfg.Now(), refreshTTL: s.cfg.RefreshTTL, grace: s.cfg.ReuseGrace}
+	mode := modeFixed
+	if rotate {
+		mode = modeRotating
+	}
+	return advancePolicy{rotate: rotate, mode: mode, now: s.cfg.Now(), refreshTTL: s.cfg.RefreshTTL, grace: s.cfg.ReuseGrace}
+}
+
+// checkPolicy is the policy of a credential check that changes nothing
+// (CheckTokenApi, RFC 7009 revocation): any refresh mode.
+func (s *Service) checkPolicy() advancePolicy {
+	return advancePolicy{now: s.cfg.Now(), grace: s.cfg.ReuseGrace}
 }
 
 func (s *Service) binding(d *sessionDoc, verified bool, actor string) DeviceBinding {
@@ -659,8 +712,10 @@ func (s *Service) issueAccess(g *Grant, d *sessionDoc, ttl time.Duration) error 
 	if ttl <= 0 {
 		ttl = s.cfg.AccessTTL
 	}
+	// No fcm_token: an access token travels on every request, and any log
+	// that keeps one would keep the device's push address.
 	c := &Claims{RegisteredClaims: s.signer.claimsFor(d.UserID, ttl), SessionID: d.ID, Roles: d.Roles,
-		DeviceID: d.DeviceID, FCMToken: d.FCMToken}
+		DeviceID: d.DeviceID}
 	tok, err := s.signer.sign(typAccess, c)
 	if err != nil {
 		return err

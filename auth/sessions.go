@@ -10,6 +10,8 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -46,16 +48,23 @@ type Session struct {
 // with the same successor while a dump of the database lets nobody
 // refresh.
 type sessionDoc struct {
-	ID         string    `bson:"_id"`
-	UserID     string    `bson:"user_id"`
-	Username   string    `bson:"username"`
-	Roles      []string  `bson:"roles"`
-	Style      string    `bson:"style"`
-	DeviceID   string    `bson:"device_id"`
-	Platform   string    `bson:"platform"`
-	FCMToken   string    `bson:"fcm_token"`
-	MaxDevices int       `bson:"max_devices"`
-	CreatedAt  time.Time `bson:"created_at"`
+	ID       string   `bson:"_id"`
+	UserID   string   `bson:"user_id"`
+	Username string   `bson:"username"`
+	Roles    []string `bson:"roles"`
+	Style    string   `bson:"style"`
+	// Refresh is the session's refresh mode, fixed when it is created:
+	// modeRotating or modeFixed (empty only in sessions written before
+	// modes existed, until the start-up upgrade gives them one).
+	Refresh  string `bson:"refresh"`
+	DeviceID string `bson:"device_id"`
+	Platform string `bson:"platform"`
+	FCMToken string `bson:"fcm_token"`
+	// ClientDeviceID is the device the client named at sign-in without
+	// binding a token (see LoginRequest).
+	ClientDeviceID string    `bson:"client_device_id,omitempty"`
+	MaxDevices     int       `bson:"max_devices"`
+	CreatedAt      time.Time `bson:"created_at"`
 	// LoginSeq orders the login among the user's audit events.
 	LoginSeq      bson.ObjectID `bson:"login_seq"`
 	RefreshedAt   time.Time     `bson:"refreshed_at"`
@@ -67,12 +76,31 @@ type sessionDoc struct {
 	Cred          credential    `bson:"cred"`
 }
 
+// Refresh modes. A session's refresh token either rotates at every use
+// (native, abitmedia, MCS, Kecak) or is kept by the client (Duktig,
+// kalsel); a token is refused by the routes of the other mode, so a stolen
+// rotating token cannot be laundered into long-lived tokens that rotation
+// and reuse detection never see.
+const (
+	modeRotating = "rotating"
+	modeFixed    = "fixed"
+)
+
 type credential struct {
 	Gen       int64     `bson:"gen"`
 	Hash      string    `bson:"hash"`
 	PrevHash  string    `bson:"prev_hash"`
 	PrevNext  []byte    `bson:"prev_next"`
 	RotatedAt time.Time `bson:"rotated_at"`
+}
+
+// deviceName is the device the session is on: the bound one, else the one
+// its client named at sign-in.
+func (d *sessionDoc) deviceName() string {
+	if d.DeviceID != "" {
+		return d.DeviceID
+	}
+	return d.ClientDeviceID
 }
 
 func (d *sessionDoc) session() Session {
@@ -142,7 +170,9 @@ type advanced struct {
 
 // advancePolicy says how a use of a credential changes the session.
 type advancePolicy struct {
-	rotate     bool
+	rotate bool
+	// mode is the refresh mode the route serves; empty accepts any.
+	mode       string
 	now        time.Time
 	refreshTTL time.Duration
 	grace      time.Duration
@@ -161,6 +191,21 @@ func (ss *sessions) advance(ctx context.Context, p presented, pol advancePolicy)
 	return ss.advanceLocked(ctx, p, pol)
 }
 
+// advanceThen is advance followed by then, still under the session's lock,
+// so that nothing another request does to the session comes between them.
+func (ss *sessions) advanceThen(ctx context.Context, p presented, pol advancePolicy, then func(*sessionDoc)) (advanced, error) {
+	unlock, err := ss.locks.Lock(ctx, p.sessionID)
+	if err != nil {
+		return advanced{}, err
+	}
+	defer unlock()
+	adv, err := ss.advanceLocked(ctx, p, pol)
+	if err == nil {
+		then(adv.doc)
+	}
+	return adv, err
+}
+
 // checkBindAdvance checks the credential, lets bind record the device the
 // request names, then advances the credential with pol.set — all under the
 // session's lock. The device is bound before the credential moves, so a
@@ -173,7 +218,7 @@ func (ss *sessions) checkBindAdvance(ctx context.Context, p presented, pol advan
 		return advanced{}, err
 	}
 	defer unlock()
-	d, err := ss.checkLocked(ctx, p, pol.now, pol.grace)
+	d, err := ss.checkLocked(ctx, p, pol)
 	if err != nil {
 		return advanced{}, err
 	}
@@ -192,6 +237,8 @@ func (ss *sessions) advanceLocked(ctx context.Context, p presented, pol advanceP
 	filter := bson.D{
 		{Key: "_id", Value: p.sessionID}, {Key: "revoked", Value: false},
 		{Key: "cred.gen", Value: p.gen}, {Key: "cred.hash", Value: h},
+		// Not the other mode; a session from before modes matches either.
+		{Key: "refresh", Value: bson.D{{Key: "$ne", Value: otherMode(pol.mode)}}},
 		{Key: "expires_at", Value: bson.D{{Key: "$gt", Value: pol.now}}},
 		{Key: "idle_expires_at", Value: bson.D{{Key: "$gt", Value: pol.now}}},
 	}
@@ -242,12 +289,17 @@ const (
 	verdictUnknown
 )
 
-func judge(d *sessionDoc, p presented, now time.Time, grace time.Duration) verdict {
+func judge(d *sessionDoc, p presented, pol advancePolicy) verdict {
 	h := hashSecret(p.secret)
+	now, grace := pol.now, pol.grace
 	live := now.Before(d.ExpiresAt) && now.Before(d.IdleExpiresAt)
 	switch {
 	case d.Revoked:
 		return verdictRevoked
+	case pol.mode != "" && d.Refresh == otherMode(pol.mode):
+		// Refused without judging the credential further: a route of the
+		// other mode neither uses it nor revokes for it.
+		return verdictUnknown
 	case d.Cred.Gen == p.gen && equalHash(d.Cred.Hash, h):
 		if !live {
 			return verdictExpired
@@ -270,7 +322,7 @@ func judge(d *sessionDoc, p presented, now time.Time, grace time.Duration) verdi
 // expired, a duplicate within the grace window (answered with the same
 // successor), or reuse of a retired credential, which revokes the session.
 func (ss *sessions) diagnose(ctx context.Context, p presented, pol advancePolicy) (advanced, error) {
-	d, err := ss.checkLocked(ctx, p, pol.now, pol.grace)
+	d, err := ss.checkLocked(ctx, p, pol)
 	if err != nil {
 		return advanced{}, err
 	}
@@ -327,22 +379,23 @@ func (ss *sessions) setIfCurrent(ctx context.Context, d *sessionDoc, set bson.M)
 // check reports whether a credential is current (or a duplicate within the
 // grace window) without changing anything, except that reuse of a retired
 // credential revokes the session.
-func (ss *sessions) check(ctx context.Context, p presented, now time.Time, grace time.Duration) (*sessionDoc, error) {
+func (ss *sessions) check(ctx context.Context, p presented, pol advancePolicy) (*sessionDoc, error) {
 	unlock, err := ss.locks.Lock(ctx, p.sessionID)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	return ss.checkLocked(ctx, p, now, grace)
+	return ss.checkLocked(ctx, p, pol)
 }
 
 // checkLocked is check for a caller holding the session's lock.
-func (ss *sessions) checkLocked(ctx context.Context, p presented, now time.Time, grace time.Duration) (*sessionDoc, error) {
+func (ss *sessions) checkLocked(ctx context.Context, p presented, pol advancePolicy) (*sessionDoc, error) {
 	d, err := ss.get(ctx, p.sessionID)
 	if err != nil {
 		return nil, err
 	}
-	switch judge(d, p, now, grace) {
+	now := pol.now
+	switch judge(d, p, pol) {
 	case verdictCurrent, verdictDuplicate:
 		return d, nil
 	case verdictExpired:
@@ -443,6 +496,67 @@ func (ss *sessions) listUser(ctx context.Context, userID string, liveOnly bool) 
 		out[i] = docs[i].session()
 	}
 	return out, nil
+}
+
+// fixedRefreshStyles are the styles whose sessions were created with a
+// fixed refresh token before sessions recorded their mode.
+var fixedRefreshStyles = []string{"duktig", "kalsel"}
+
+// upgradeRefreshModes gives the live sessions written before refresh
+// modes existed the mode their style gave them. Each is written under its
+// lock, as a refresh would be.
+func (ss *sessions) upgradeRefreshModes(ctx context.Context, log *slog.Logger) error {
+	cur, err := ss.coll.Find(ctx, bson.M{"refresh": bson.M{"$exists": false}, "revoked": false},
+		options.Find().SetProjection(bson.M{"_id": 1, "style": 1}))
+	if err != nil {
+		return fmt.Errorf("auth: upgrade sessions: %w", mongodb.Wrap(err))
+	}
+	var legacy []struct {
+		ID    string `bson:"_id"`
+		Style string `bson:"style"`
+	}
+	if err := cur.All(ctx, &legacy); err != nil {
+		return fmt.Errorf("auth: upgrade sessions: %w", mongodb.Wrap(err))
+	}
+	for _, d := range legacy {
+		mode := modeRotating
+		if slices.Contains(fixedRefreshStyles, d.Style) {
+			mode = modeFixed
+		}
+		if err := ss.setIfMissing(ctx, d.ID, "refresh", mode); err != nil {
+			return err
+		}
+	}
+	if len(legacy) > 0 {
+		log.Info("gave earlier sessions their refresh mode", "sessions", len(legacy))
+	}
+	return nil
+}
+
+func (ss *sessions) setIfMissing(ctx context.Context, id, field string, value any) error {
+	unlock, err := ss.locks.Lock(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	_, err = ss.coll.UpdateOne(ctx, bson.M{"_id": id, field: bson.M{"$exists": false}},
+		bson.M{"$set": bson.M{field: value}})
+	if err != nil {
+		return fmt.Errorf("auth: upgrade session: %w", mongodb.Wrap(err))
+	}
+	return nil
+}
+
+// otherMode is the refresh mode a route serving mode refuses; for a route
+// serving any, a value no session has.
+func otherMode(mode string) string {
+	switch mode {
+	case modeRotating:
+		return modeFixed
+	case modeFixed:
+		return modeRotating
+	}
+	return "-"
 }
 
 func equalHash(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }

@@ -158,7 +158,7 @@ func (s *Service) Upgrade(ctx context.Context) error {
 	if len(legacy) > 0 {
 		s.cfg.Logger.Info("gave earlier sessions their place in the audit trail", "sessions", len(legacy))
 	}
-	return nil
+	return s.sessions.upgradeRefreshModes(ctx, s.cfg.Logger)
 }
 
 func (ss *sessions) setLoginSeq(ctx context.Context, id string) error {

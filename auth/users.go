@@ -250,6 +250,9 @@ type UserPatch struct {
 	Language *string
 	ImageURL *string
 	Plan     *Plan
+	// KeepSessions keeps the user's sessions alive through a password
+	// change, which otherwise revokes them.
+	KeepSessions bool
 }
 
 func (us *users) update(ctx context.Context, id string, p UserPatch) (*User, error) {

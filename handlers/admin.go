@@ -136,6 +136,8 @@ type patchUserRequest struct {
 	Language *string   `json:"language"`
 	ImageURL *string   `json:"image_url"`
 	Plan     *planJSON `json:"plan"`
+	// KeepSessions keeps the user's sessions through a password change.
+	KeepSessions bool `json:"keep_sessions"`
 }
 
 func (s *server) patchUser(c echo.Context) error {
@@ -144,7 +146,8 @@ func (s *server) patchUser(c echo.Context) error {
 		return err
 	}
 	p := auth.UserPatch{Email: req.Email, Password: req.Password, Roles: req.Roles, Disabled: req.Disabled,
-		Nickname: req.Nickname, Timezone: req.Timezone, Language: req.Language, ImageURL: req.ImageURL}
+		Nickname: req.Nickname, Timezone: req.Timezone, Language: req.Language, ImageURL: req.ImageURL,
+		KeepSessions: req.KeepSessions}
 	if req.Plan != nil {
 		plan := auth.Plan(*req.Plan)
 		p.Plan = &plan

@@ -53,6 +53,7 @@ func (s *server) listDevices(c echo.Context, userID string) error {
 	for i, d := range devices {
 		out.Devices[i] = toDeviceJSON(d)
 	}
+	noStore(c) // FCM tokens are push addresses: no cache may keep them
 	return c.JSON(http.StatusOK, out)
 }
 

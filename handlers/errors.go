@@ -46,6 +46,7 @@ var classifications = []classification{
 	{auth.ErrTokenReused, problem{Status: http.StatusUnauthorized, Title: "Unauthorized", Code: "token_reused", Detail: "the token was already used; the session has been revoked"}},
 	{auth.ErrTokenExpired, problem{Status: http.StatusUnauthorized, Title: "Unauthorized", Code: "token_expired", Detail: "the token has expired"}},
 	{auth.ErrSessionRevoked, problem{Status: http.StatusUnauthorized, Title: "Unauthorized", Code: "session_revoked", Detail: "the session has been revoked"}},
+	{auth.ErrNotSessionToken, problem{Status: http.StatusUnauthorized, Title: "Unauthorized", Code: "invalid_token", Detail: "an access token cannot refresh; present the session token LoginApi answered"}},
 	{auth.ErrInvalidToken, problem{Status: http.StatusUnauthorized, Title: "Unauthorized", Code: "invalid_token", Detail: "the token is not valid"}},
 	{auth.ErrDeviceMismatch, problem{Status: http.StatusUnauthorized, Title: "Unauthorized", Code: "device_mismatch", Detail: "the device does not match the session"}},
 	{auth.ErrUsernameTaken, problem{Status: http.StatusConflict, Title: "Conflict", Code: "username_taken", Detail: "the username is taken"}},

@@ -18,9 +18,13 @@ type httpMetrics struct {
 	duration *prometheus.HistogramVec
 }
 
-// instrument registers the request metrics in reg, measures every request
-// with them, and serves everything reg holds on GET /metrics in the
-// Prometheus text format. Call it before any other middleware, so that the
+// MetricsHandler serves everything reg holds in the Prometheus text format.
+func MetricsHandler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+// instrument registers the request metrics in reg and measures every
+// request with them. Call it before any other middleware, so that the
 // measure includes theirs and sees the status the error handler chose.
 func instrument(e *echo.Echo, reg *prometheus.Registry) error {
 	m := &httpMetrics{
@@ -40,7 +44,6 @@ func instrument(e *echo.Echo, reg *prometheus.Registry) error {
 		}
 	}
 	e.Use(m.measure)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	return nil
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pushreg/pushreg/auth"
 	"github.com/pushreg/pushreg/registry"
+	"github.com/pushreg/pushreg/registry/mongodb"
 )
 
 // BodyLimit is the largest request body accepted; larger bodies get 413.
@@ -46,18 +47,21 @@ type Config struct {
 	// Metrics is served on GET /metrics, with request metrics added
 	// (default: a registry of its own).
 	Metrics *prometheus.Registry
+	// MetricsElsewhere leaves GET /metrics off the API: the caller serves
+	// Metrics on a listener of its own.
+	MetricsElsewhere bool
 }
 
 func (c *Config) validate() error {
 	var errs []error
 	if c.Logger == nil {
-		errs = append(errs, errors.New("Logger is required"))
+		errs = append(errs, errors.New("missing Logger"))
 	}
 	if c.Ready == nil {
-		errs = append(errs, errors.New("Ready is required"))
+		errs = append(errs, errors.New("missing Ready"))
 	}
 	if c.Auth == nil || c.Devices == nil {
-		errs = append(errs, errors.New("Auth and Devices are required"))
+		errs = append(errs, errors.New("missing Auth or Devices"))
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 15 * time.Second
@@ -107,6 +111,9 @@ func New(cfg Config) (*echo.Echo, error) {
 	if err := instrument(e, cfg.Metrics); err != nil {
 		return nil, err
 	}
+	if !cfg.MetricsElsewhere {
+		e.GET("/metrics", echo.WrapHandler(MetricsHandler(cfg.Metrics)))
+	}
 	e.Use(
 		requestID(),
 		accessLog(cfg.Logger),
@@ -121,7 +128,7 @@ func New(cfg Config) (*echo.Echo, error) {
 	e.GET("/healthz", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})
-	e.GET("/readyz", readyz(cfg.Ready))
+	e.GET("/readyz", readyz(cfg.Ready, cfg.Logger))
 
 	s := &server{cfg: cfg, log: cfg.Logger, auth: cfg.Auth, devices: cfg.Devices}
 	timeout := withTimeout(cfg.RequestTimeout)
@@ -145,15 +152,26 @@ func New(cfg Config) (*echo.Echo, error) {
 	return e, nil
 }
 
-func readyz(ready func(context.Context) error) echo.HandlerFunc {
+// readyz answers anyone, so it says what is not ready in a few words and
+// leaves the details (addresses, the driver's topology) to the log.
+func readyz(ready func(context.Context) error, log *slog.Logger) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 		defer cancel()
 		if err := ready(ctx); err != nil {
+			logger(c, log).Warn("not ready", "error", err.Error())
 			return c.JSON(http.StatusServiceUnavailable, map[string]string{
-				"status": "unavailable", "reason": err.Error(),
+				"status": "unavailable", "reason": notReadyReason(err),
 			})
 		}
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	}
+}
+
+// notReadyReason is the few words /readyz shows for err.
+func notReadyReason(err error) string {
+	if errors.Is(err, mongodb.ErrUnavailable) {
+		return "store unavailable"
+	}
+	return "not ready"
 }

@@ -15,10 +15,11 @@ import (
 // another's paths (abitmedia shares /v1 with the native API).
 
 // styleLogin signs a user in for a style: the IP feeds the rate limit and
-// the style is recorded on the session.
+// the style is recorded on the session, with the refresh mode its refresh
+// route serves.
 func (s *server) styleLogin(c echo.Context, style, login, password string) (*auth.Grant, error) {
 	return s.auth.Login(c.Request().Context(), auth.LoginRequest{Login: login, Password: password,
-		ClientIP: c.RealIP(), Style: style})
+		ClientIP: c.RealIP(), Style: style, FixedRefresh: style == "kalsel"})
 }
 
 // signInRequest is the JSON sign-in body of the styles that accept an

@@ -21,6 +21,23 @@ type Validation struct {
 	Cached bool
 }
 
+// Cached returns what Validate would answer for a well-shaped token without
+// asking FCM: an acceptance within Config.ValidateCacheTTL, or the shape
+// check in ModeFormatOnly. ok is false when Validate would have to ask FCM,
+// or the token is not well shaped.
+func (c *Client) Cached(token string) (v Validation, ok bool) {
+	if CheckTokenShape(token) != nil {
+		return Validation{}, false
+	}
+	if c.fcm == nil {
+		return Validation{FormatOnly: true}, true
+	}
+	if c.cache.hit(keyOf(token), c.cfg.Now()) {
+		return Validation{Verified: true, Cached: true}, true
+	}
+	return Validation{}, false
+}
+
 // Validate checks token: its shape first (an error wrapping
 // ErrTokenMalformed), then, unless the Client runs in ModeFormatOnly, FCM's
 // opinion through a dry-run send of a message carrying nothing but the token.
@@ -52,13 +69,10 @@ func (c *Client) Validate(ctx context.Context, token string) (Validation, error)
 	if err := CheckTokenShape(token); err != nil {
 		return Validation{}, fmt.Errorf("push: validate: %w", err)
 	}
-	if c.fcm == nil {
-		return Validation{FormatOnly: true}, nil
+	if v, ok := c.Cached(token); ok {
+		return v, nil
 	}
 	key := keyOf(token)
-	if c.cache.hit(key, c.cfg.Now()) {
-		return Validation{Verified: true, Cached: true}, nil
-	}
 
 	vctx, cancel := context.WithTimeout(ctx, c.cfg.ValidateTimeout)
 	defer cancel()

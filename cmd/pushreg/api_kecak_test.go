@@ -361,28 +361,3 @@ func TestMyDevices(t *testing.T) {
 		t.Errorf("refresh after deleting the device = %d, want 400 (its session revoked)", r.status)
 	}
 }
-
-// A pushreg access token may stand in for a Kecak token: it is answered
-// with a new access token carrying the binding.
-func TestKecakRefreshWithAnAccessToken(t *testing.T) {
-	t.Parallel()
-	a := newAPI(t, nil)
-	id := a.createUser(map[string]any{"username": "vic", "password": "vic-password"})
-	tok := a.login("vic", "vic-password", nil)
-	r := a.kecakRefresh("Bearer "+tok["access_token"].(string), "tablet", "fcm:tablet")
-	if r.status != http.StatusOK {
-		t.Fatalf("= %d %s", r.status, r.body)
-	}
-	header, claims := jwtParts(t, r.json(t)["token"].(string))
-	if header["typ"] != "at+jwt" || claims["device_id"] != "tablet" || claims["fcm_token"] != "fcm:tablet" {
-		t.Errorf("answer header %v claims %v, want an access token carrying the binding", header, claims)
-	}
-	if d := a.device(id, "tablet"); d == nil || d["fcm_token"] != "fcm:tablet" {
-		t.Errorf("device = %v", d)
-	}
-	// Once the session is revoked the access token binds nothing.
-	a.must(http.StatusOK, request{method: "POST", path: "/v1/auth/revoke", body: url.Values{"token": {tok["refresh_token"].(string)}}})
-	if r := a.kecakRefresh("Bearer "+tok["access_token"].(string), "tablet", "fcm:other"); r.status != http.StatusUnauthorized {
-		t.Errorf("after revocation = %d %s, want 401", r.status, r.body)
-	}
-}

@@ -185,7 +185,7 @@ func TestDuktigStyle(t *testing.T) {
 	t.Parallel()
 	a := newAPI(t, nil)
 	a.createUser(map[string]any{"username": "dora", "password": "dora-password", "email": "dora@example.com"})
-	a.createUser(map[string]any{"username": "dev", "password": "dev-password"})
+	a.createUser(map[string]any{"username": "dev", "password": "dev-password", "email": "dev@example.com"})
 	a.createUser(map[string]any{"username": "dan", "password": "dan-password", "email": "dan@example.com"})
 	a.styleDisableUser(a.createUser(map[string]any{"username": "dis", "password": "dis-password", "email": "dis@example.com"}))
 	tr := newStyleTranscript(t, a, "duktig")
@@ -224,8 +224,10 @@ func TestDuktigStyle(t *testing.T) {
 	a.clock.Advance(a.cfg.RefreshReuseGrace + time.Second)
 	tr.must("refresh again with the same token (not rotating)", http.StatusOK, refresh(rt, "{}"))
 
-	// X-Device-Id must be the session's device: a native session bound to phone-1.
-	devRT := a.login("dev", "dev-password", map[string]string{"device_id": "phone-1", "fcm_token": "dev:APA91bToken"})["refresh_token"].(string)
+	// X-Device-Id must be the device the session was signed in on.
+	devSignIn := signIn(map[string]string{"email": "dev@example.com", "password": "dev-password"})
+	devSignIn.header = map[string]string{"X-Device-Id": "phone-1"}
+	devRT := a.must(http.StatusOK, devSignIn).json(t)["refresh_token"].(string)
 	withDevice := refresh(devRT, nil)
 	withDevice.header["X-Device-Id"] = "phone-1"
 	a.must(http.StatusOK, withDevice)

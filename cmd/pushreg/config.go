@@ -28,6 +28,7 @@ type config struct {
 	ShutdownTimeout time.Duration
 	SweepInterval   time.Duration
 	PprofAddr       string
+	MetricsAddr     string
 
 	FCMProjectID       string
 	FCMCredentialsFile string
@@ -87,6 +88,7 @@ func settings() []setting {
 		{"PUSHREG_LOG_FORMAT", "", "json or text (default text on a terminal, json otherwise)", oneOf(func(c *config) *string { return &c.LogFormat }, "", "json", "text")},
 		{"PUSHREG_SHUTDOWN_TIMEOUT", "10s", "how long shutdown waits for in-flight requests", duration(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
 		{"PUSHREG_PPROF_ADDR", "", "loopback address to serve Go's profiler (/debug/pprof/) on; empty: off", str(func(c *config) *string { return &c.PprofAddr })},
+		{"PUSHREG_METRICS_ADDR", "", "address to serve /metrics on, apart from the API; empty: the API's own listener", str(func(c *config) *string { return &c.MetricsAddr })},
 		{"PUSHREG_SWEEP_INTERVAL", "1h", "how often the sweeper marks stale tokens, deletes expired devices and re-validates unverified tokens", duration(func(c *config) *time.Duration { return &c.SweepInterval })},
 
 		{"PUSHREG_FCM_PROJECT_ID", "", "Firebase project ID", str(func(c *config) *string { return &c.FCMProjectID })},

@@ -732,8 +732,14 @@ func TestFaultRetryAfterLostAnswerWithNewToken(t *testing.T) {
 			t.Fatalf("retry = %d %s, want 200", r.status, r.body)
 		}
 		_, c := jwtParts(t, r.json(t)["access_token"].(string))
-		if d := a.device(id, "ndev"); d["fcm_token"] != "fcm:n2" || c["fcm_token"] != "fcm:n2" {
-			t.Errorf("device holds %v, access token names %v; want both fcm:n2", d["fcm_token"], c["fcm_token"])
+		var sess struct {
+			FCMToken string `bson:"fcm_token"`
+		}
+		if err := a.db.Collection("sessions").FindOne(context.Background(), bson.M{"_id": c["sid"]}).Decode(&sess); err != nil {
+			t.Fatal(err)
+		}
+		if d := a.device(id, "ndev"); d["fcm_token"] != "fcm:n2" || sess.FCMToken != "fcm:n2" {
+			t.Errorf("device holds %v, session names %v; want both fcm:n2", d["fcm_token"], sess.FCMToken)
 		}
 	})
 }

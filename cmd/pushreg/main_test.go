@@ -317,3 +317,27 @@ func TestPprofIsServedOnlyWhereConfigured(t *testing.T) {
 		}
 	}
 }
+
+// /metrics is on the API's listener by default; with PUSHREG_METRICS_ADDR
+// it moves to that address alone.
+func TestMetricsMoveToTheirOwnAddress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	s := startService(t, map[string]string{"PUSHREG_METRICS_ADDR": addr})
+	if got, _ := s.status(t, "/metrics"); got != http.StatusNotFound {
+		t.Errorf("API /metrics with PUSHREG_METRICS_ADDR set = %d, want 404", got)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics at %s: %v", addr, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "pushreg_http_requests_total") {
+		t.Errorf("metrics at their own address = %d %.80s, want 200 and pushreg's metrics", resp.StatusCode, body)
+	}
+}

@@ -20,6 +20,7 @@ import (
 // in reverse order, when it stops.
 type service struct {
 	handler  http.Handler
+	metrics  http.Handler // everything /metrics shows
 	commands *mongodb.CommandCounter
 	indexes  *indexer
 	closers  []func()
@@ -146,12 +147,13 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, mongoURI string, 
 		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
 		Push:               pusher,
 		Metrics:            metrics,
+		MetricsElsewhere:   cfg.MetricsAddr != "",
 	})
 	if err != nil {
 		a.close()
 		return nil, err
 	}
 
-	a.handler, a.indexes = e, indexes
+	a.handler, a.indexes, a.metrics = e, indexes, handlers.MetricsHandler(metrics)
 	return a, nil
 }

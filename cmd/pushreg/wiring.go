@@ -94,6 +94,11 @@ func (v tokenValidator) ValidateToken(ctx context.Context, token string) (bool, 
 	return false, err
 }
 
+func (v tokenValidator) CachedToken(token string) (verified, ok bool) {
+	res, ok := v.client.Cached(token)
+	return res.Verified, ok
+}
+
 // sweepValidator lets the registry's sweeper re-validate tokens.
 func (v tokenValidator) Revalidate(ctx context.Context, token string) (registry.Verdict, error) {
 	res, err := v.client.Validate(ctx, token)
