@@ -140,6 +140,7 @@ func startAPI(t testing.TB, uri string, db *mongotest.DB, env map[string]string)
 	// behaviour, not cost.
 	cfg.passwordParams = auth.PasswordParams{MemoryKiB: 64, Iterations: 1, Parallelism: 1}
 	cfg.MongoDatabase = db.Name()
+	cfg.storeWrites = mongotest.Writes()
 
 	a := &api{t: t, fcm: fcm, clock: &testClock{t: time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)},
 		cfg: cfg, logs: &syncBuffer{}, db: db, secrets: map[string]bool{adminPass: true}}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pushreg/pushreg/auth"
+	"github.com/pushreg/pushreg/registry/mongodb"
 )
 
 // config is pushreg's whole configuration, read once at start-up.
@@ -60,6 +61,9 @@ type config struct {
 
 	// passwordParams is argon2id's cost; tests lower it, operators cannot.
 	passwordParams auth.PasswordParams
+	// storeWrites says whether this process is the store's only writer:
+	// true on the embedded store, which run starts.
+	storeWrites mongodb.Writes
 }
 
 // setting is one configuration variable: its environment name, the flag

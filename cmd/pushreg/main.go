@@ -80,6 +80,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer srv.Close()
 		mongoURI = srv.URI()
+		cfg.storeWrites = mongodb.Writes{Exclusive: true}
 		log.Info("running on the embedded development store (FerretDB); set PUSHREG_MONGODB_URI to use MongoDB",
 			"data_dir", cfg.DataDir, "postgresql", cfg.PostgresURL != "")
 	}

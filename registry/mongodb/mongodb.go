@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -213,4 +214,31 @@ func (l *DocLocks) Lock(ctx context.Context, id string) (unlock func(), err erro
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: waiting for a write to %s: %w", ErrUnavailable, id, ctx.Err())
 	}
+}
+
+// Writes says how this process makes a conditional write to one document.
+//
+// On MongoDB the condition goes in the write's filter, where the server
+// checks it atomically: one round trip, and any number of pushreg
+// instances may write. The embedded FerretDB is written by this process
+// alone, under DocLocks, and its SQLite backend pushes a filter down to an
+// index only when the filter is exactly {_id: …}: any other filter reads
+// and decodes the whole collection. So on an Exclusive store the caller
+// reads the document by _id, checks the condition in Go under the
+// document's lock, and writes with the lone _id filter. This is the one
+// place where the two stores' writes differ.
+type Writes struct {
+	// Exclusive means only this process writes the store (the embedded
+	// FerretDB).
+	Exclusive bool
+}
+
+// Filter is the filter of a write to the document id that must only apply
+// while cond holds. On an Exclusive store the caller has checked cond.
+func (w Writes) Filter(id any, cond ...bson.E) bson.D {
+	f := bson.D{{Key: "_id", Value: id}}
+	if w.Exclusive {
+		return f
+	}
+	return append(f, cond...)
 }

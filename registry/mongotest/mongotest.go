@@ -46,6 +46,12 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
+// Writes is how code under test should write to the test server: the
+// embedded FerretDB is written by one process, as pushreg's embedded
+// store is (see mongodb.Writes); a server named by EnvURI is not assumed
+// to be.
+func Writes() mongodb.Writes { return mongodb.Writes{Exclusive: os.Getenv(EnvURI) == ""} }
+
 // URI returns the URI of the shared test server, starting it if needed.
 func URI(t testing.TB) string {
 	t.Helper()
