@@ -116,6 +116,10 @@ func sessionIndexes() []mongo.IndexModel {
 	return []mongo.IndexModel{
 		{Keys: bson.D{{Key: "user_id", Value: 1}, {Key: "revoked", Value: 1}}, Options: options.Index().SetName("user_live")},
 		{Keys: bson.D{{Key: "expires_at", Value: 1}}, Options: options.Index().SetName("expiry")},
+		// With "expiry", one per clause of endedFilter's $or, so the
+		// sweeper's search is three index scans on MongoDB.
+		{Keys: bson.D{{Key: "idle_expires_at", Value: 1}}, Options: options.Index().SetName("idle_expiry")},
+		{Keys: bson.D{{Key: "revoked", Value: 1}, {Key: "revoked_at", Value: 1}}, Options: options.Index().SetName("revoked")},
 		// The user's logins, newest first (see AuditTrail).
 		{Keys: bson.D{{Key: "user_id", Value: 1}, {Key: "created_at", Value: -1}, {Key: "login_seq", Value: -1}}, Options: options.Index().SetName("user_logins")},
 	}
@@ -557,6 +561,34 @@ func otherMode(mode string) string {
 		return modeRotating
 	}
 	return "-"
+}
+
+// DeleteEndedSessions deletes at most limit sessions that ended before
+// endedBefore and returns how many it deleted. A session ends at the
+// earliest of its revocation, its absolute expiry and its idle expiry.
+// Its login leaves the audit trail with it; if it was the user's newest
+// session, the user's last login time becomes the newest remaining
+// session's (zero when none is left).
+func (s *Service) DeleteEndedSessions(ctx context.Context, endedBefore time.Time, limit int) (int, error) {
+	n, err := mongodb.DeleteBatch(ctx, s.sessions.coll, endedFilter(endedBefore), limit)
+	if err != nil {
+		return n, fmt.Errorf("auth: delete ended sessions: %w", err)
+	}
+	return n, nil
+}
+
+// endedFilter matches the sessions that ended before t. A live session's
+// revoked_at is the zero time, hence the revoked flag beside it. For a t
+// in the past, no write takes a session out of this set: a refresh needs
+// both expiries after now and a revocation writes revoked_at = now. So
+// the delete needs no session locks; on FerretDB an update racing it
+// writes back by _id and matches nothing once the document is gone.
+func endedFilter(t time.Time) bson.M {
+	return bson.M{"$or": bson.A{
+		bson.M{"revoked": true, "revoked_at": bson.M{"$lt": t}},
+		bson.M{"expires_at": bson.M{"$lt": t}},
+		bson.M{"idle_expires_at": bson.M{"$lt": t}},
+	}}
 }
 
 func equalHash(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }

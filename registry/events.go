@@ -60,6 +60,8 @@ type eventDoc struct {
 func eventIndexes() []mongo.IndexModel {
 	return []mongo.IndexModel{
 		{Keys: bson.D{{Key: "user_id", Value: 1}, {Key: "at", Value: -1}, {Key: "_id", Value: -1}}, Options: options.Index().SetName("user_trail")},
+		// The sweeper deletes by age (FerretDB v1 has no TTL indexes).
+		{Keys: bson.D{{Key: "at", Value: 1}}, Options: options.Index().SetName("age")},
 	}
 }
 
@@ -135,4 +137,13 @@ func (s *Store) EventsBefore(ctx context.Context, userID string, at time.Time, i
 			DeviceID: d.DeviceID, SessionID: d.SessionID, Outcome: d.Outcome, At: d.At}
 	}
 	return out, nil
+}
+
+// deleteOldEvents deletes at most limit events recorded before t.
+func (s *Store) deleteOldEvents(ctx context.Context, t time.Time, limit int) (int, error) {
+	n, err := mongodb.DeleteBatch(ctx, s.events, bson.M{"at": bson.M{"$lt": t}}, limit)
+	if err != nil {
+		return n, fmt.Errorf("registry: delete old events: %w", err)
+	}
+	return n, nil
 }

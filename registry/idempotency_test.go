@@ -158,7 +158,7 @@ func TestSweepDeletesOldIdempotencyKeys(t *testing.T) {
 	}
 	clk.Advance(registry.IdempotencyTTL/2 + time.Second)
 
-	res, err := s.Sweep(ctx, nil)
+	res, err := s.Sweep(ctx, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,11 @@ type Config struct {
 	// ExpireAfter is how long a device may go unseen before it is deleted
 	// (FCM itself expires tokens unused for 270 days).
 	ExpireAfter time.Duration
+	// SessionRetention is how long the sweeper keeps a session after it
+	// ended (the session is its login's audit entry).
+	SessionRetention time.Duration
+	// EventRetention is how long the sweeper keeps an audit event.
+	EventRetention time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -55,6 +60,12 @@ func New(db *mongo.Database, cfg Config) *Store {
 	}
 	if cfg.ExpireAfter <= 0 {
 		cfg.ExpireAfter = 270 * 24 * time.Hour
+	}
+	if cfg.SessionRetention <= 0 {
+		cfg.SessionRetention = 30 * 24 * time.Hour
+	}
+	if cfg.EventRetention <= 0 {
+		cfg.EventRetention = 90 * 24 * time.Hour
 	}
 	now := cfg.Now
 	if now == nil {

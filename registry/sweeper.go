@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -25,22 +26,38 @@ type Revalidator interface {
 	Revalidate(ctx context.Context, token string) (Verdict, error)
 }
 
+// EndedSessions deletes sessions that ended long enough ago. Sessions
+// are auth's (its Service is one); the sweeper only schedules and bounds
+// their deletion, as it does for the registry's own records.
+type EndedSessions interface {
+	// DeleteEndedSessions deletes at most limit sessions that ended
+	// before endedBefore and returns how many it deleted.
+	DeleteEndedSessions(ctx context.Context, endedBefore time.Time, limit int) (int, error)
+}
+
 // SweepResult counts what one sweep changed.
 type SweepResult struct {
 	Staled, Expired, Verified, Invalidated int
 	// IdempotencyExpired counts idempotency records deleted for being
 	// older than IdempotencyTTL.
 	IdempotencyExpired int
+	// SessionsDeleted counts sessions deleted for having ended more than
+	// SessionRetention ago; EventsDeleted, events older than
+	// EventRetention.
+	SessionsDeleted, EventsDeleted int
 }
 
 // sweepBatch bounds one sweep's work per kind; the next sweep continues.
 const sweepBatch = 1000
 
-// Sweep does token hygiene: tokens the app has not confirmed for
-// StaleAfter become stale (no pushes), devices unseen for ExpireAfter are
-// deleted, idempotency records older than IdempotencyTTL are deleted, and
-// unverified tokens are validated again.
-func (s *Store) Sweep(ctx context.Context, v Revalidator) (SweepResult, error) {
+// Sweep does token hygiene and keeps stored history bounded: tokens the
+// app has not confirmed for StaleAfter become stale (no pushes), devices
+// unseen for ExpireAfter are deleted, idempotency records older than
+// IdempotencyTTL are deleted, sessions that ended more than
+// SessionRetention ago (through ended; nil skips them) and events older
+// than EventRetention are deleted, and unverified tokens are validated
+// again (through v; nil skips them).
+func (s *Store) Sweep(ctx context.Context, v Revalidator, ended EndedSessions) (SweepResult, error) {
 	var res SweepResult
 	now := s.now()
 
@@ -80,6 +97,14 @@ func (s *Store) Sweep(ctx context.Context, v Revalidator) (SweepResult, error) {
 	}
 
 	if res.IdempotencyExpired, err = s.sweepIdempotency(ctx, now); err != nil {
+		return res, err
+	}
+	if ended != nil {
+		if res.SessionsDeleted, err = ended.DeleteEndedSessions(ctx, now.Add(-s.cfg.SessionRetention), sweepBatch); err != nil {
+			return res, err
+		}
+	}
+	if res.EventsDeleted, err = s.deleteOldEvents(ctx, now.Add(-s.cfg.EventRetention), sweepBatch); err != nil {
 		return res, err
 	}
 

@@ -30,6 +30,10 @@ type config struct {
 	SweepInterval   time.Duration
 	PprofAddr       string
 	MetricsAddr     string
+	// SessionRetention and EventRetention bound how long the sweeper keeps
+	// ended sessions (the logins of the audit trail) and audit events.
+	SessionRetention time.Duration
+	EventRetention   time.Duration
 
 	FCMProjectID       string
 	FCMCredentialsFile string
@@ -93,7 +97,9 @@ func settings() []setting {
 		{"PUSHREG_SHUTDOWN_TIMEOUT", "10s", "how long shutdown waits for in-flight requests", duration(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
 		{"PUSHREG_PPROF_ADDR", "", "loopback address to serve Go's profiler (/debug/pprof/) on; empty: off", str(func(c *config) *string { return &c.PprofAddr })},
 		{"PUSHREG_METRICS_ADDR", "", "address to serve /metrics on, apart from the API; empty: the API's own listener", str(func(c *config) *string { return &c.MetricsAddr })},
-		{"PUSHREG_SWEEP_INTERVAL", "1h", "how often the sweeper marks stale tokens, deletes expired devices and re-validates unverified tokens", duration(func(c *config) *time.Duration { return &c.SweepInterval })},
+		{"PUSHREG_SWEEP_INTERVAL", "1h", "how often the sweeper marks stale tokens, deletes expired devices, ended sessions and old events, and re-validates unverified tokens", duration(func(c *config) *time.Duration { return &c.SweepInterval })},
+		{"PUSHREG_SESSION_RETENTION", "30d", "how long a session is kept after it ended (revoked or expired); its login leaves the audit trail with it", duration(func(c *config) *time.Duration { return &c.SessionRetention })},
+		{"PUSHREG_EVENT_RETENTION", "90d", "how long an audit event is kept", duration(func(c *config) *time.Duration { return &c.EventRetention })},
 
 		{"PUSHREG_FCM_PROJECT_ID", "", "Firebase project ID", str(func(c *config) *string { return &c.FCMProjectID })},
 		{"PUSHREG_FCM_CREDENTIALS_FILE", "", "service account JSON (or set GOOGLE_APPLICATION_CREDENTIALS)", str(func(c *config) *string { return &c.FCMCredentialsFile })},

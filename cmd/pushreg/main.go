@@ -137,9 +137,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return nil
 }
 
-// sweep runs the registry's token hygiene every interval once the store
-// is set up.
-func sweep(ctx context.Context, log *slog.Logger, ix *indexer, devices *registry.Store, v registry.Revalidator, every time.Duration) {
+// sweep runs the registry's sweeper (token hygiene, and the deletion of
+// ended sessions and old events) every interval once the store is set up.
+func sweep(ctx context.Context, log *slog.Logger, ix *indexer, devices *registry.Store, v registry.Revalidator,
+	ended registry.EndedSessions, every time.Duration) {
 	select {
 	case <-ctx.Done():
 		return
@@ -153,11 +154,12 @@ func sweep(ctx context.Context, log *slog.Logger, ix *indexer, devices *registry
 			return
 		case <-t.C:
 		}
-		res, err := devices.Sweep(ctx, v)
+		res, err := devices.Sweep(ctx, v, ended)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("sweep failed", "error", err)
 		} else if res != (registry.SweepResult{}) {
-			log.Info("sweep", "staled", res.Staled, "expired", res.Expired, "verified", res.Verified, "invalidated", res.Invalidated)
+			log.Info("sweep", "staled", res.Staled, "expired", res.Expired, "verified", res.Verified, "invalidated", res.Invalidated,
+				"idempotency_expired", res.IdempotencyExpired, "sessions_deleted", res.SessionsDeleted, "events_deleted", res.EventsDeleted)
 		}
 	}
 }

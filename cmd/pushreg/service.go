@@ -52,6 +52,8 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, mongoURI string, 
 	devices := registry.New(db, registry.Config{
 		MaxDevicesPerUser: cfg.MaxDevicesPerUser,
 		StaleAfter:        cfg.TokenStaleAfter,
+		SessionRetention:  cfg.SessionRetention,
+		EventRetention:    cfg.EventRetention,
 		Now:               now,
 	})
 
@@ -122,7 +124,10 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, mongoURI string, 
 	indexes := newIndexer(log, setup...)
 	background.Add(2)
 	go func() { defer background.Done(); indexes.run(bg) }()
-	go func() { defer background.Done(); sweep(bg, log, indexes, devices, validator, cfg.SweepInterval) }()
+	go func() {
+		defer background.Done()
+		sweep(bg, log, indexes, devices, validator, sessions, cfg.SweepInterval)
+	}()
 
 	metrics := prometheus.NewRegistry()
 	pusher, err := newPusher(metrics, log, fcm, sessions, devices, commands)

@@ -187,6 +187,44 @@ func EnsureIndexes(ctx context.Context, byCollection map[*mongo.Collection][]mon
 	return nil
 }
 
+// DeleteBatch deletes at most limit of the documents matching filter and
+// returns how many it deleted, in two round trips: the _ids of up to limit
+// matches, then a deleteMany of those _ids that checks filter again, so a
+// document that stopped matching in between stays. (deleteMany has no
+// limit; this keeps one call's work bounded however much has piled up.)
+// filter must not constrain _id itself. Errors are Wrap's.
+func DeleteBatch(ctx context.Context, coll *mongo.Collection, filter bson.M, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, nil
+	}
+	cur, err := coll.Find(ctx, filter, options.Find().SetProjection(bson.M{"_id": 1}).SetLimit(int64(limit)))
+	if err != nil {
+		return 0, Wrap(err)
+	}
+	var docs []struct {
+		ID bson.RawValue `bson:"_id"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return 0, Wrap(err)
+	}
+	if len(docs) == 0 {
+		return 0, nil
+	}
+	ids := make(bson.A, len(docs))
+	for i, d := range docs {
+		ids[i] = d.ID
+	}
+	del := bson.M{"_id": bson.M{"$in": ids}}
+	for k, v := range filter {
+		del[k] = v
+	}
+	res, err := coll.DeleteMany(ctx, del)
+	if err != nil {
+		return 0, Wrap(err)
+	}
+	return int(res.DeletedCount), nil
+}
+
 // DocLocks serialise this process's writes to one document. FerretDB v1
 // applies every update, conditional or not, as a read then a write of the
 // whole document, so two overlapping writes to one document can lose one
