@@ -18,7 +18,7 @@ import (
 func sessionStore(t *testing.T) (*Service, *sessions) {
 	t.Helper()
 	db := mongotest.New(t)
-	ss := &sessions{coll: db.Collection("sessions"), locks: mongodb.NewDocLocks()}
+	ss := &sessions{coll: db.Collection("sessions"), locks: mongodb.NewDocLocks(), writes: mongotest.Writes()}
 	if err := mongodb.EnsureIndexes(context.Background(), map[*mongo.Collection][]mongo.IndexModel{ss.coll: sessionIndexes()}); err != nil {
 		t.Fatal(err)
 	}

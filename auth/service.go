@@ -86,6 +86,9 @@ type Config struct {
 	Auditor          Auditor
 	Logger           *slog.Logger
 	Now              func() time.Time
+	// Writes says whether this process is the store's only writer (see
+	// mongodb.Writes).
+	Writes mongodb.Writes
 }
 
 func (c *Config) validate() error {
@@ -161,7 +164,7 @@ func New(cfg Config) (*Service, error) {
 	return &Service{
 		cfg:       cfg,
 		users:     &users{coll: cfg.DB.Collection("users"), params: cfg.PasswordParams, now: cfg.Now},
-		sessions:  &sessions{coll: cfg.DB.Collection("sessions"), locks: mongodb.NewDocLocks()},
+		sessions:  &sessions{coll: cfg.DB.Collection("sessions"), locks: mongodb.NewDocLocks(), writes: cfg.Writes},
 		apps:      &apps{coll: cfg.DB.Collection("apps"), now: cfg.Now},
 		signer:    &signer{keys: cfg.Keys, issuer: cfg.Issuer, audience: cfg.Audience, now: cfg.Now},
 		limiter:   newLimiter(cfg.LoginRateLimit, cfg.Now),

@@ -129,8 +129,9 @@ func sessionIndexes() []mongo.IndexModel {
 // lock (see mongodb.DocLocks): without it, on FerretDB, a refresh in
 // flight could write back a session that a revocation had just ended.
 type sessions struct {
-	coll  *mongo.Collection
-	locks *mongodb.DocLocks
+	coll   *mongo.Collection
+	locks  *mongodb.DocLocks
+	writes mongodb.Writes
 }
 
 func (ss *sessions) insert(ctx context.Context, d *sessionDoc) error {
@@ -265,6 +266,9 @@ func (ss *sessions) advanceLocked(ctx context.Context, p presented, pol advanceP
 		set = append(set, bson.E{Key: "cred", Value: credential{Gen: out.gen, Hash: hashSecret(out.secret),
 			PrevHash: h, PrevNext: sealed, RotatedAt: pol.now}})
 	}
+	if ss.writes.Exclusive {
+		return ss.advanceByID(ctx, p, pol, set, out)
+	}
 	var d sessionDoc
 	err := ss.coll.FindOneAndUpdate(ctx, filter, bson.D{{Key: "$set", Value: set}},
 		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
@@ -279,6 +283,52 @@ func (ss *sessions) advanceLocked(ctx context.Context, p presented, pol advanceP
 		return advanced{}, fmt.Errorf("auth: refresh session: %w", mongodb.Wrap(err))
 	}
 	return ss.diagnose(ctx, p, pol)
+}
+
+// advanceByID is advanceLocked on an Exclusive store: the session is read
+// by _id and judged here, then written by _id, the only filter the
+// embedded store finds without reading every session (see
+// mongodb.Writes). Two round trips, whatever the number of sessions.
+func (ss *sessions) advanceByID(ctx context.Context, p presented, pol advancePolicy, set bson.D, out advanced) (advanced, error) {
+	d, err := ss.get(ctx, p.sessionID)
+	if err != nil {
+		return advanced{}, err
+	}
+	if judge(d, p, pol) != verdictCurrent {
+		return ss.diagnoseDoc(ctx, d, p, pol)
+	}
+	if _, err := ss.coll.UpdateOne(ctx, ss.writes.Filter(d.ID), bson.D{{Key: "$set", Value: set}}); err != nil {
+		return advanced{}, fmt.Errorf("auth: refresh session: %w", mongodb.Wrap(err))
+	}
+	for _, e := range set {
+		d.apply(e.Key, e.Value)
+	}
+	if d.IdleExpiresAt.After(d.ExpiresAt) {
+		d.IdleExpiresAt = d.ExpiresAt
+	}
+	out.doc = d
+	return out, nil
+}
+
+// apply makes d what a $set of key to v makes the stored session, for the
+// fields a refresh sets.
+func (d *sessionDoc) apply(key string, v any) {
+	switch key {
+	case "refreshed_at":
+		d.RefreshedAt = v.(time.Time)
+	case "idle_expires_at":
+		d.IdleExpiresAt = v.(time.Time)
+	case "device_id":
+		d.DeviceID = v.(string)
+	case "fcm_token":
+		d.FCMToken = v.(string)
+	case "platform":
+		d.Platform = v.(string)
+	case "cred":
+		d.Cred = v.(credential)
+	default:
+		panic("auth: a refresh sets an unknown session field " + key)
+	}
 }
 
 // verdict is what a presented credential is to its session.
@@ -326,7 +376,16 @@ func judge(d *sessionDoc, p presented, pol advancePolicy) verdict {
 // expired, a duplicate within the grace window (answered with the same
 // successor), or reuse of a retired credential, which revokes the session.
 func (ss *sessions) diagnose(ctx context.Context, p presented, pol advancePolicy) (advanced, error) {
-	d, err := ss.checkLocked(ctx, p, pol)
+	d, err := ss.get(ctx, p.sessionID)
+	if err != nil {
+		return advanced{}, err
+	}
+	return ss.diagnoseDoc(ctx, d, p, pol)
+}
+
+// diagnoseDoc is diagnose of the session d, just read under its lock.
+func (ss *sessions) diagnoseDoc(ctx context.Context, d *sessionDoc, p presented, pol advancePolicy) (advanced, error) {
+	d, err := ss.checkDoc(ctx, d, p, pol)
 	if err != nil {
 		return advanced{}, err
 	}
@@ -367,9 +426,11 @@ func changesFields(d *sessionDoc, set bson.M) bool {
 // setIfCurrent writes set to the session unless its credential moved on
 // since d was read.
 func (ss *sessions) setIfCurrent(ctx context.Context, d *sessionDoc, set bson.M) (*sessionDoc, error) {
+	// On an Exclusive store the caller read d under the session's lock.
 	var out sessionDoc
 	err := ss.coll.FindOneAndUpdate(ctx,
-		bson.M{"_id": d.ID, "revoked": false, "cred.gen": d.Cred.Gen, "cred.hash": d.Cred.Hash},
+		ss.writes.Filter(d.ID, bson.E{Key: "revoked", Value: false},
+			bson.E{Key: "cred.gen", Value: d.Cred.Gen}, bson.E{Key: "cred.hash", Value: d.Cred.Hash}),
 		bson.M{"$set": set}, options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&out)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, fmt.Errorf("auth: session %s: concurrent update: %w", d.ID, ErrUnavailable)
@@ -398,6 +459,11 @@ func (ss *sessions) checkLocked(ctx context.Context, p presented, pol advancePol
 	if err != nil {
 		return nil, err
 	}
+	return ss.checkDoc(ctx, d, p, pol)
+}
+
+// checkDoc is checkLocked of the session d, just read under its lock.
+func (ss *sessions) checkDoc(ctx context.Context, d *sessionDoc, p presented, pol advancePolicy) (*sessionDoc, error) {
 	now := pol.now
 	switch judge(d, p, pol) {
 	case verdictCurrent, verdictDuplicate:
@@ -407,7 +473,7 @@ func (ss *sessions) checkLocked(ctx context.Context, p presented, pol advancePol
 	case verdictRevoked:
 		return nil, fmt.Errorf("auth: session %s: %w", d.ID, ErrSessionRevoked)
 	case verdictReused:
-		if err := ss.revokeLocked(ctx, d.ID, "refresh token reuse detected", now); err != nil {
+		if err := ss.revokeDoc(ctx, d, "refresh token reuse detected", now); err != nil {
 			return nil, err
 		}
 		return nil, fmt.Errorf("auth: session %s: %w", d.ID, ErrTokenReused)
@@ -425,9 +491,11 @@ func (ss *sessions) setFields(ctx context.Context, id string, set bson.M) error 
 	return ss.setFieldsLocked(ctx, id, set)
 }
 
-// setFieldsLocked is setFields for a caller holding the session's lock.
+// setFieldsLocked is setFields for a caller holding the session's lock. On
+// an Exclusive store a revoked session gets the fields too, which changes
+// nothing it does.
 func (ss *sessions) setFieldsLocked(ctx context.Context, id string, set bson.M) error {
-	if _, err := ss.coll.UpdateOne(ctx, bson.M{"_id": id, "revoked": false}, bson.M{"$set": set}); err != nil {
+	if _, err := ss.coll.UpdateOne(ctx, ss.writes.Filter(id, bson.E{Key: "revoked", Value: false}), bson.M{"$set": set}); err != nil {
 		return fmt.Errorf("auth: update session: %w", mongodb.Wrap(err))
 	}
 	return nil
@@ -439,11 +507,24 @@ func (ss *sessions) revoke(ctx context.Context, id, reason string, now time.Time
 		return err
 	}
 	defer unlock()
-	return ss.revokeLocked(ctx, id, reason, now)
+	if !ss.writes.Exclusive {
+		return ss.revokeDoc(ctx, &sessionDoc{ID: id}, reason, now)
+	}
+	d, err := ss.get(ctx, id)
+	if err != nil {
+		return err
+	}
+	return ss.revokeDoc(ctx, d, reason, now)
 }
 
-func (ss *sessions) revokeLocked(ctx context.Context, id, reason string, now time.Time) error {
-	_, err := ss.coll.UpdateOne(ctx, bson.M{"_id": id, "revoked": false},
+// revokeDoc revokes the session d unless it is revoked already, keeping
+// the first revocation's time and reason. On an Exclusive store d is the
+// session as just read under its lock; otherwise the store checks.
+func (ss *sessions) revokeDoc(ctx context.Context, d *sessionDoc, reason string, now time.Time) error {
+	if d.Revoked {
+		return nil
+	}
+	_, err := ss.coll.UpdateOne(ctx, ss.writes.Filter(d.ID, bson.E{Key: "revoked", Value: false}),
 		bson.M{"$set": bson.M{"revoked": true, "revoked_at": now, "revoke_reason": reason}})
 	if err != nil {
 		return fmt.Errorf("auth: revoke session: %w", mongodb.Wrap(err))
@@ -543,7 +624,9 @@ func (ss *sessions) setIfMissing(ctx context.Context, id, field string, value an
 		return err
 	}
 	defer unlock()
-	_, err = ss.coll.UpdateOne(ctx, bson.M{"_id": id, field: bson.M{"$exists": false}},
+	// Only the start-up upgrade writes these fields to earlier sessions,
+	// so on an Exclusive store the field is still missing.
+	_, err = ss.coll.UpdateOne(ctx, ss.writes.Filter(id, bson.E{Key: field, Value: bson.M{"$exists": false}}),
 		bson.M{"$set": bson.M{field: value}})
 	if err != nil {
 		return fmt.Errorf("auth: upgrade session: %w", mongodb.Wrap(err))

@@ -17,7 +17,7 @@ func TestMain(m *testing.M) { mongotest.Main(m) }
 func TestRevocationIsNotLostToAConcurrentRefresh(t *testing.T) {
 	t.Parallel()
 	db := mongotest.New(t)
-	ss := &sessions{coll: db.Collection("sessions"), locks: mongodb.NewDocLocks()}
+	ss := &sessions{coll: db.Collection("sessions"), locks: mongodb.NewDocLocks(), writes: mongotest.Writes()}
 	ctx := context.Background()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for round := range 50 {

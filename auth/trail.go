@@ -167,7 +167,7 @@ func (ss *sessions) setLoginSeq(ctx context.Context, id string) error {
 		return err
 	}
 	defer unlock()
-	_, err = ss.coll.UpdateOne(ctx, bson.M{"_id": id, "login_seq": bson.M{"$exists": false}},
+	_, err = ss.coll.UpdateOne(ctx, ss.writes.Filter(id, bson.E{Key: "login_seq", Value: bson.M{"$exists": false}}),
 		bson.M{"$set": bson.M{"login_seq": bson.NewObjectID()}})
 	if err != nil {
 		return fmt.Errorf("auth: upgrade session: %w", mongodb.Wrap(err))

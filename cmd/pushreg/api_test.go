@@ -16,6 +16,7 @@ import (
 
 	"github.com/pushreg/pushreg/auth"
 	"github.com/pushreg/pushreg/push/fcmtest"
+	"github.com/pushreg/pushreg/registry/mongodb"
 	"github.com/pushreg/pushreg/registry/mongotest"
 )
 
@@ -110,16 +111,22 @@ const (
 	adminPass = "root-password-123"
 )
 
-// newAPI starts pushreg; env sets variables as an operator would.
-func newAPI(t testing.TB, env map[string]string) *api {
+// newAPI starts pushreg; env sets variables as an operator would, and
+// each option changes the configuration as run would.
+func newAPI(t testing.TB, env map[string]string, options ...func(*config)) *api {
 	t.Helper()
 	db := mongotest.New(t)
-	return startAPI(t, mongotest.URI(t), db, env)
+	return startAPI(t, mongotest.URI(t), db, env, options...)
 }
+
+// shared makes pushreg write as one of several instances on MongoDB do:
+// conditions in the filters (FerretDB runs them, slowly), so the tests
+// can count MongoDB's round trips on the embedded store.
+func shared(c *config) { c.storeWrites = mongodb.Writes{Exclusive: false} }
 
 // startAPI starts pushreg on the store at uri, in db's database, with the
 // real Firebase SDK pointed at a fresh FCM double.
-func startAPI(t testing.TB, uri string, db *mongotest.DB, env map[string]string) *api {
+func startAPI(t testing.TB, uri string, db *mongotest.DB, env map[string]string, options ...func(*config)) *api {
 	t.Helper()
 	fcm := fcmtest.New(t)
 	vars := map[string]string{
@@ -141,6 +148,9 @@ func startAPI(t testing.TB, uri string, db *mongotest.DB, env map[string]string)
 	cfg.passwordParams = auth.PasswordParams{MemoryKiB: 64, Iterations: 1, Parallelism: 1}
 	cfg.MongoDatabase = db.Name()
 	cfg.storeWrites = mongotest.Writes()
+	for _, o := range options {
+		o(cfg)
+	}
 
 	a := &api{t: t, fcm: fcm, clock: &testClock{t: time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)},
 		cfg: cfg, logs: &syncBuffer{}, db: db, secrets: map[string]bool{adminPass: true}}

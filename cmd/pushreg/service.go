@@ -99,6 +99,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, mongoURI string, 
 		Logger:           log.With("component", "auth"),
 		Now:              now,
 		PasswordParams:   cfg.passwordParams,
+		Writes:           cfg.storeWrites,
 	})
 	if err != nil {
 		a.close()
