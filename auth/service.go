@@ -173,8 +173,12 @@ func New(cfg Config) (*Service, error) {
 	}, nil
 }
 
-// EnsureIndexes creates the indexes of users, sessions and apps.
+// EnsureIndexes creates the users, sessions and apps collections and their
+// indexes; it is idempotent.
 func (s *Service) EnsureIndexes(ctx context.Context) error {
+	if err := mongodb.EnsureCollections(ctx, s.users.coll, s.sessions.coll, s.apps.coll); err != nil {
+		return err
+	}
 	return mongodb.EnsureIndexes(ctx, map[*mongo.Collection][]mongo.IndexModel{
 		s.users.coll:    userIndexes(),
 		s.sessions.coll: sessionIndexes(),

@@ -88,8 +88,12 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// EnsureIndexes creates the registry's indexes; it is idempotent.
+// EnsureIndexes creates the registry's collections and indexes; it is
+// idempotent.
 func (s *Store) EnsureIndexes(ctx context.Context) error {
+	if err := mongodb.EnsureCollections(ctx, s.devices.Collection, s.events, s.idempotencyKeys()); err != nil {
+		return err
+	}
 	return mongodb.EnsureIndexes(ctx, map[*mongo.Collection][]mongo.IndexModel{
 		s.devices.Collection: deviceIndexes(),
 		s.events:             eventIndexes(),

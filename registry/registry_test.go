@@ -38,6 +38,10 @@ func newStore(t *testing.T, cfg registry.Config) (*registry.Store, *mongotest.DB
 	if err := s.EnsureIndexes(ctx); err != nil {
 		t.Fatalf("second EnsureIndexes: %v", err)
 	}
+	// As pushreg does at start-up on the embedded SQLite store.
+	if err := db.EnsureIDIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
 	return s, db
 }
 

@@ -196,7 +196,8 @@ func TestReadyzGivesAShortReason(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	svc, err := build(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, nil)), "mongodb://127.0.0.1:1/", time.Now)
+	svc, err := build(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, nil)),
+		store{uri: "mongodb://127.0.0.1:1/", idIndexes: noIDIndexes}, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

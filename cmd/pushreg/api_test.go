@@ -155,7 +155,8 @@ func startAPI(t testing.TB, uri string, db *mongotest.DB, env map[string]string,
 	a := &api{t: t, fcm: fcm, clock: &testClock{t: time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)},
 		cfg: cfg, logs: &syncBuffer{}, db: db, secrets: map[string]bool{adminPass: true}}
 	log := slog.New(slog.NewJSONHandler(a.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a.svc, err = build(context.Background(), cfg, log, uri, a.clock.Now)
+	st := store{uri: uri, idIndexes: func(ctx context.Context, _ string) error { return db.EnsureIDIndexes(ctx) }}
+	a.svc, err = build(context.Background(), cfg, log, st, a.clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,8 +70,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := newLogger(cfg.LogFormat, cfg.LogLevel, stdout)
 
-	mongoURI := cfg.MongoURI
-	if mongoURI == "" {
+	st := store{uri: cfg.MongoURI, idIndexes: noIDIndexes}
+	if st.uri == "" {
 		srv, err := embedded.Start(ctx, embedded.Config{Dir: cfg.DataDir + "/db", PostgreSQLURL: cfg.PostgresURL,
 			// FerretDB logs every connection at info; only its warnings matter here.
 			Logger: newLogger(cfg.LogFormat, max(cfg.LogLevel, slog.LevelWarn), stdout).With("component", "ferretdb")})
@@ -79,13 +79,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		defer srv.Close()
-		mongoURI = srv.URI()
+		st = store{uri: srv.URI(), idIndexes: srv.EnsureIDIndexes}
 		cfg.storeWrites = mongodb.Writes{Exclusive: true}
 		log.Info("running on the embedded development store (FerretDB); set PUSHREG_MONGODB_URI to use MongoDB",
 			"data_dir", cfg.DataDir, "postgresql", cfg.PostgresURL != "")
 	}
 
-	app, err := build(ctx, cfg, log, mongoURI, time.Now)
+	app, err := build(ctx, cfg, log, st, time.Now)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -119,6 +121,13 @@ func TestServiceStartsOnEmbeddedStoreAndStops(t *testing.T) {
 	token := s.login(t, "admin", "first-password")
 	s.stop(t)
 
+	// Every collection the service uses exists, with the index that keeps
+	// SQLite from scanning for an _id.
+	if got, want := idIndexedCollections(t, filepath.Join(dir, "db", "pushreg.sqlite")),
+		[]string{"apps", "devices", "events", "idempotency_keys", "sessions", "users"}; !slices.Equal(got, want) {
+		t.Errorf("collections with the _id index = %v, want %v", got, want)
+	}
+
 	fi, err := os.Stat(filepath.Join(dir, "jwt-signing-key.pem"))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("generated key: %v, mode %v, want 0600", err, fi.Mode().Perm())
@@ -140,6 +149,42 @@ func TestServiceStartsOnEmbeddedStoreAndStops(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("the first run's access token after a restart = %d, want 200 (same signing key)", resp.StatusCode)
 	}
+}
+
+// idIndexedCollections returns, sorted, the collections of the embedded
+// store's SQLite file whose table has the index embedded.EnsureIDIndexes
+// adds, and fails the test if any collection lacks it.
+func idIndexedCollections(t *testing.T, file string) []string {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+file+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT c.name, EXISTS (SELECT 1 FROM sqlite_master m
+		WHERE m.type = 'index' AND m.tbl_name = c.table_name AND m.name = '$pushreg_id_' || c.table_name)
+		FROM "_ferretdb_collections" c ORDER BY c.name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var indexed []string
+	for rows.Next() {
+		var name string
+		var has bool
+		if err := rows.Scan(&name, &has); err != nil {
+			t.Fatal(err)
+		}
+		if !has {
+			t.Errorf("collection %s has no _id index", name)
+			continue
+		}
+		indexed = append(indexed, name)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return indexed
 }
 
 func (s *process) login(t *testing.T, user, pass string) string {

@@ -33,11 +33,24 @@ func (a *service) close() {
 	a.closers = nil
 }
 
-// build connects to the store at mongoURI and assembles the service. Its
-// background work (indexes, admin bootstrap, sweeper) runs until close.
-func build(ctx context.Context, cfg *config, log *slog.Logger, mongoURI string, now func() time.Time) (*service, error) {
+// store is the MongoDB wire server the service uses.
+type store struct {
+	uri string
+	// idIndexes gives a database's collections the indexes the embedded
+	// FerretDB (on SQLite or PostgreSQL) needs to reach a document by _id
+	// without scanning (embedded.Server.EnsureIDIndexes); a no-op on any
+	// other store.
+	idIndexes func(ctx context.Context, db string) error
+}
+
+// noIDIndexes is store.idIndexes for a store that needs none.
+func noIDIndexes(context.Context, string) error { return nil }
+
+// build connects to st and assembles the service. Its background work
+// (indexes, admin bootstrap, sweeper) runs until close.
+func build(ctx context.Context, cfg *config, log *slog.Logger, st store, now func() time.Time) (*service, error) {
 	commands := &mongodb.CommandCounter{}
-	client, err := mongodb.Connect(mongoURI, mongodb.Options{Commands: commands})
+	client, err := mongodb.Connect(st.uri, mongodb.Options{Commands: commands})
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +125,10 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, mongoURI string, 
 		stopBackground()
 		background.Wait()
 	})
-	setup := []func(context.Context) error{devices.EnsureIndexes, sessions.EnsureIndexes, devices.Upgrade, sessions.Upgrade}
+	setup := []func(context.Context) error{devices.EnsureIndexes, sessions.EnsureIndexes,
+		// After both, which create every collection the service uses.
+		func(ctx context.Context) error { return st.idIndexes(ctx, cfg.MongoDatabase) },
+		devices.Upgrade, sessions.Upgrade}
 	if cfg.AdminUsername != "" {
 		setup = append(setup, func(ctx context.Context) error {
 			u, created, err := sessions.EnsureAdmin(ctx, cfg.AdminUsername, cfg.AdminPassword)

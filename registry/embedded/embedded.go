@@ -37,7 +37,11 @@ type Config struct {
 
 // Server is a running embedded FerretDB.
 type Server struct {
-	uri    string
+	uri string
+	// dir holds the SQLite files; empty on PostgreSQL.
+	dir string
+	// pgURL is the PostgreSQL database's URL; empty on SQLite.
+	pgURL  string
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -57,6 +61,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 
+	var dir string
 	fcfg := &ferretdb.Config{
 		Listener: ferretdb.ListenerConfig{TCP: addr},
 		Logger:   logger,
@@ -65,7 +70,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		fcfg.Handler = "postgresql"
 		fcfg.PostgreSQLURL = cfg.PostgreSQLURL
 	} else {
-		dir, err := filepath.Abs(cfg.Dir)
+		var err error
+		dir, err = filepath.Abs(cfg.Dir)
 		if err != nil {
 			return nil, fmt.Errorf("embedded: data directory: %w", err)
 		}
@@ -83,7 +89,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
-	s := &Server{cancel: cancel, done: make(chan struct{})}
+	s := &Server{dir: dir, pgURL: cfg.PostgreSQLURL, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		_ = f.Run(runCtx)

@@ -172,6 +172,25 @@ func (c *CommandCounter) Failed() int64 { return c.failed.Load() }
 // Duration reports the total time spent waiting for command replies.
 func (c *CommandCounter) Duration() time.Duration { return time.Duration(c.durations.Load()) }
 
+// EnsureCollections creates the given collections where they do not exist.
+// A collection is otherwise created by its first write, and work done per
+// collection at start-up (the embedded FerretDB's _id indexes) needs
+// them all to exist.
+func EnsureCollections(ctx context.Context, colls ...*mongo.Collection) error {
+	const namespaceExists = 48
+	for _, c := range colls {
+		err := c.Database().CreateCollection(ctx, c.Name())
+		var se mongo.ServerError
+		if errors.As(err, &se) && se.HasErrorCode(namespaceExists) {
+			err = nil
+		}
+		if err != nil {
+			return fmt.Errorf("mongodb: create collection %s: %w", c.Name(), Wrap(err))
+		}
+	}
+	return nil
+}
+
 // EnsureIndexes creates the given indexes; creating an index that exists
 // with the same definition is a no-op, so this runs at every start. Each
 // index is created on its own: FerretDB v1 panics on a createIndexes batch

@@ -87,6 +87,20 @@ type DB struct {
 	*mongo.Database
 	Client   *mongo.Client
 	Commands *mongodb.CommandCounter
+	// server is the shared embedded server holding the database; nil
+	// with PUSHREG_TEST_MONGODB_URI or a DB made by hand.
+	server *embedded.Server
+}
+
+// EnsureIDIndexes gives the database's collections the indexes the
+// embedded FerretDB needs to reach a document by _id without scanning, as
+// pushreg does at start-up (embedded.Server.EnsureIDIndexes). On any other
+// server it does nothing.
+func (db *DB) EnsureIDIndexes(ctx context.Context) error {
+	if db.server == nil {
+		return nil
+	}
+	return db.server.EnsureIDIndexes(ctx, db.Name())
 }
 
 // New returns a fresh, empty database that is dropped when the test ends.
@@ -109,7 +123,7 @@ func New(t testing.TB) *DB {
 		}
 		client.Disconnect(ctx)
 	})
-	return &DB{Database: db, Client: client, Commands: counter}
+	return &DB{Database: db, Client: client, Commands: counter, server: server}
 }
 
 func name() string {
