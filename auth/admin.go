@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
-	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // Revoke implements RFC 7009: a refresh token, an access token or a Kecak
@@ -152,7 +150,7 @@ func (s *Service) auditAdmin(ctx context.Context, userID, deviceID, actor, outco
 // EnsureAdmin makes sure an admin with this username exists; an existing
 // user keeps their password.
 func (s *Service) EnsureAdmin(ctx context.Context, username, password string) (*User, bool, error) {
-	u, err := s.users.findOne(ctx, bson.M{"username_key": lower(username)}, username)
+	u, err := s.users.byName(ctx, username)
 	if err == nil {
 		return u, false, nil
 	}
@@ -162,26 +160,14 @@ func (s *Service) EnsureAdmin(ctx context.Context, username, password string) (*
 	u, err = s.users.create(ctx, NewUser{Username: username, Password: password, Roles: []string{RoleAdmin, RoleUser}})
 	if errors.Is(err, ErrUsernameTaken) {
 		// Another instance created it first.
-		u, err = s.users.findOne(ctx, bson.M{"username_key": lower(username)}, username)
+		u, err = s.users.byName(ctx, username)
 		return u, false, err
 	}
 	return u, err == nil, err
 }
 
-// User returns one user, without LastLoginAt (see UserDetails).
+// User returns one user.
 func (s *Service) User(ctx context.Context, id string) (*User, error) { return s.users.byID(ctx, id) }
-
-// UserDetails returns one user with LastLoginAt: one more query.
-func (s *Service) UserDetails(ctx context.Context, id string) (*User, error) {
-	u, err := s.users.byID(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.withLastLogin(ctx, u); err != nil {
-		return nil, err
-	}
-	return u, nil
-}
 
 // ExistingUsers reports which of ids are users, in one query.
 func (s *Service) ExistingUsers(ctx context.Context, ids []string) (map[string]bool, error) {
@@ -190,29 +176,12 @@ func (s *Service) ExistingUsers(ctx context.Context, ids []string) (map[string]b
 
 // UserByName finds a user by username, case-insensitively.
 func (s *Service) UserByName(ctx context.Context, username string) (*User, error) {
-	u, err := s.users.findOne(ctx, bson.M{"username_key": lower(username)}, username)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.withLastLogin(ctx, u); err != nil {
-		return nil, err
-	}
-	return u, nil
+	return s.users.byName(ctx, username)
 }
 
 // Users lists users by username, optionally those starting with prefix.
-// Each user's LastLoginAt costs one query (an index lookup on MongoDB).
 func (s *Service) Users(ctx context.Context, prefix, cursor string, limit int) ([]User, string, error) {
-	users, next, err := s.users.list(ctx, prefix, cursor, limit)
-	if err != nil {
-		return nil, "", err
-	}
-	for i := range users {
-		if err := s.withLastLogin(ctx, &users[i]); err != nil {
-			return nil, "", err
-		}
-	}
-	return users, next, nil
+	return s.users.list(ctx, prefix, cursor, limit)
 }
 
 // UpdateUser changes a user. Disabling revokes every session, and so does
@@ -240,11 +209,6 @@ func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, actor 
 		}
 	}
 	s.auditAdmin(ctx, id, "", actor, "user updated")
-	// The change is made: a failure to read the last login must not
-	// report it as failed, only leave the field out.
-	if err := s.withLastLogin(ctx, u); err != nil {
-		s.cfg.Logger.Warn("user updated; its last login could not be read", "user_id", id, "error", err)
-	}
 	return u, nil
 }
 

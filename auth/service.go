@@ -162,8 +162,9 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	return &Service{
-		cfg:       cfg,
-		users:     &users{coll: cfg.DB.Collection("users"), params: cfg.PasswordParams, now: cfg.Now},
+		cfg: cfg,
+		users: &users{coll: cfg.DB.Collection("users"), keys: cfg.DB.Collection("user_keys"),
+			locks: mongodb.NewDocLocks(), writes: cfg.Writes, params: cfg.PasswordParams, now: cfg.Now},
 		sessions:  &sessions{coll: cfg.DB.Collection("sessions"), locks: mongodb.NewDocLocks(), writes: cfg.Writes},
 		apps:      &apps{coll: cfg.DB.Collection("apps"), now: cfg.Now},
 		signer:    &signer{keys: cfg.Keys, issuer: cfg.Issuer, audience: cfg.Audience, now: cfg.Now},
@@ -176,7 +177,7 @@ func New(cfg Config) (*Service, error) {
 // EnsureIndexes creates the users, sessions and apps collections and their
 // indexes; it is idempotent.
 func (s *Service) EnsureIndexes(ctx context.Context) error {
-	if err := mongodb.EnsureCollections(ctx, s.users.coll, s.sessions.coll, s.apps.coll); err != nil {
+	if err := mongodb.EnsureCollections(ctx, s.users.coll, s.users.keys, s.sessions.coll, s.apps.coll); err != nil {
 		return err
 	}
 	return mongodb.EnsureIndexes(ctx, map[*mongo.Collection][]mongo.IndexModel{
@@ -241,14 +242,13 @@ type LoginRequest struct {
 	// to it (Duktig's X-Device-Id); a refresh that requires a device ID
 	// matches it when the session has no bound device.
 	ClientDeviceID string
-	// PreviousLogin asks for the user's login before this one in the
-	// grant's User.LastLoginAt (zero on a first login): one more query.
-	PreviousLogin bool
 }
 
 // Grant is what a successful login or refresh hands out.
 type Grant struct {
-	User            *User // set by logins
+	// User is set by logins; its LastLoginAt is the login before this one
+	// (zero on a first login).
+	User            *User
 	Session         Session
 	AccessToken     string
 	AccessExpiresAt time.Time
@@ -374,13 +374,7 @@ func (s *Service) Login(ctx context.Context, r LoginRequest) (*Grant, error) {
 			return nil, err
 		}
 	}
-	if r.PreviousLogin {
-		if err := s.withLastLogin(ctx, u); err != nil {
-			return nil, err
-		}
-	}
-	// The session is the login's only write: it is also the login's audit
-	// entry and the user's last login time (see AuditTrail), so its time
+	// The session is the login's audit entry (see AuditTrail), so its time
 	// is taken after the device bind, which the trail shows first.
 	now := s.cfg.Now()
 	d.CreatedAt, d.RefreshedAt, d.ExpiresAt = now, now, now.Add(s.cfg.SessionMaxAge)
@@ -388,9 +382,11 @@ func (s *Service) Login(ctx context.Context, r LoginRequest) (*Grant, error) {
 	if err := s.sessions.insert(ctx, d); err != nil {
 		return nil, err
 	}
-	if err := s.refuseDisabledSince(ctx, d); err != nil {
+	previous, err := s.stampLogin(ctx, d)
+	if err != nil {
 		return nil, err
 	}
+	u.LastLoginAt = previous
 	g := &Grant{User: u, Session: d.session(), TokenVerified: verified}
 	if err := s.issueAccess(g, d, 0); err != nil {
 		return nil, err
@@ -403,23 +399,24 @@ func (s *Service) Login(ctx context.Context, r LoginRequest) (*Grant, error) {
 	return g, err
 }
 
-// refuseDisabledSince reads the user again once the login's session is
-// written: a disable that ran since Authenticate read the user revoked only
-// the sessions it saw, so a session written after it is revoked here. Its
-// credential has not been handed out yet, so a failure here leaves nothing
-// usable behind.
-func (s *Service) refuseDisabledSince(ctx context.Context, d *sessionDoc) error {
-	u, err := s.users.byID(ctx, d.UserID)
+// stampLogin records the login of session d on its user, once the session
+// is written, and returns the user's login before this one. The user's
+// answer also closes a race: a disable that ran since Authenticate read
+// the user revoked only the sessions it saw, so a session written after it
+// is revoked here. Its credential has not been handed out yet, so a
+// failure here leaves nothing usable behind.
+func (s *Service) stampLogin(ctx context.Context, d *sessionDoc) (time.Time, error) {
+	before, err := s.users.stampLogin(ctx, d.UserID, d.CreatedAt)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
-	if !u.Disabled {
-		return nil
+	if !before.Disabled {
+		return before.LastLoginAt, nil
 	}
 	if err := s.RevokeSession(ctx, d.ID, "account disabled", "system"); err != nil {
-		return err
+		return time.Time{}, err
 	}
-	return fmt.Errorf("auth: login %s: %w", u.ID, ErrAccountDisabled)
+	return time.Time{}, fmt.Errorf("auth: login %s: %w", d.UserID, ErrAccountDisabled)
 }
 
 // RefreshRequest uses a refresh token.

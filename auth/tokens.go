@@ -217,5 +217,3 @@ func randomID(n int) string {
 func splitScope(s string) []string { return strings.Fields(s) }
 
 func joinScope(s []string) string { return strings.Join(s, " ") }
-
-func lower(s string) string { return strings.ToLower(s) }

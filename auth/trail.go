@@ -158,7 +158,44 @@ func (s *Service) Upgrade(ctx context.Context) error {
 	if len(legacy) > 0 {
 		s.cfg.Logger.Info("gave earlier sessions their place in the audit trail", "sessions", len(legacy))
 	}
-	return s.sessions.upgradeRefreshModes(ctx, s.cfg.Logger)
+	if err := s.sessions.upgradeRefreshModes(ctx, s.cfg.Logger); err != nil {
+		return err
+	}
+	return s.upgradeUsers(ctx)
+}
+
+// upgradeUsers gives the users written before login keys and stored login
+// times their keys and their last login, taken from their sessions.
+func (s *Service) upgradeUsers(ctx context.Context) error {
+	cur, err := s.users.coll.Find(ctx, bson.M{"keyed": bson.M{"$ne": true}})
+	if err != nil {
+		return fmt.Errorf("auth: upgrade users: %w", mongodb.Wrap(err))
+	}
+	var legacy []User
+	if err := cur.All(ctx, &legacy); err != nil {
+		return fmt.Errorf("auth: upgrade users: %w", mongodb.Wrap(err))
+	}
+	for i := range legacy {
+		u := &legacy[i]
+		if u.LastLoginAt.IsZero() {
+			at, err := s.sessions.lastLogin(ctx, u.ID)
+			if err != nil {
+				return err
+			}
+			if !at.IsZero() {
+				if err := s.users.raiseLastLogin(ctx, u.ID, at); err != nil {
+					return err
+				}
+			}
+		}
+		if err := s.users.keyUser(ctx, u); err != nil {
+			return err
+		}
+	}
+	if len(legacy) > 0 {
+		s.cfg.Logger.Info("gave earlier users their login keys and last login", "users", len(legacy))
+	}
+	return nil
 }
 
 func (ss *sessions) setLoginSeq(ctx context.Context, id string) error {
@@ -188,11 +225,4 @@ func (ss *sessions) lastLogin(ctx context.Context, userID string) (time.Time, er
 		return time.Time{}, fmt.Errorf("auth: last login: %w", mongodb.Wrap(err))
 	}
 	return d.CreatedAt, nil
-}
-
-// withLastLogin fills u.LastLoginAt from the user's sessions.
-func (s *Service) withLastLogin(ctx context.Context, u *User) error {
-	at, err := s.sessions.lastLogin(ctx, u.ID)
-	u.LastLoginAt = at
-	return err
 }

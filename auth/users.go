@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -54,8 +53,11 @@ type User struct {
 	Profile      Profile   `bson:"profile"`
 	CreatedAt    time.Time `bson:"created_at"`
 	UpdatedAt    time.Time `bson:"updated_at"`
-	// LastLoginAt is derived from the user's sessions, not stored.
-	LastLoginAt time.Time `bson:"-"`
+	// LastLoginAt is stamped by every login (see users.stampLogin).
+	LastLoginAt time.Time `bson:"last_login_at"`
+	// Keyed says the user's login keys exist (see loginKey); users written
+	// before keys existed get them at start-up.
+	Keyed bool `bson:"keyed"`
 }
 
 // HasRole reports whether the user holds role.
@@ -145,11 +147,30 @@ func validateProfile(p Profile) error {
 	return nil
 }
 
-// users is the users collection.
+// users is the users collection and its login keys. A login names a user
+// by username or email; reaching the user by either field would be a query
+// the embedded store answers by reading every user, and a scatter over
+// every shard on a sharded MongoDB. So each username and email has a key
+// document whose _id is the normalised name (loginKey), pointing at the
+// user's _id: a login is two reads by _id. Every write to a user takes
+// its lock (see mongodb.DocLocks).
 type users struct {
 	coll   *mongo.Collection
+	keys   *mongo.Collection
+	locks  *mongodb.DocLocks
+	writes mongodb.Writes
 	params PasswordParams
 	now    func() time.Time
+}
+
+// loginKey is the _id of the key document of a username ("u:") or an
+// email ("e:"), case-insensitive.
+func loginKey(kind, name string) string { return kind + ":" + strings.ToLower(name) }
+
+// keyDoc points a username or an email at its user.
+type keyDoc struct {
+	ID     string `bson:"_id"`
+	UserID string `bson:"user_id"`
 }
 
 func userIndexes() []mongo.IndexModel {
@@ -159,6 +180,10 @@ func userIndexes() []mongo.IndexModel {
 	}
 }
 
+// create makes a user: the username's key first, which is the lock on the
+// name, then the email's, then the user. A create that failed half way
+// leaves a key pointing at no user, which the next create of that name
+// takes over.
 func (us *users) create(ctx context.Context, n NewUser) (*User, error) {
 	if err := n.validate(); err != nil {
 		return nil, err
@@ -168,7 +193,13 @@ func (us *users) create(ctx context.Context, n NewUser) (*User, error) {
 		ID: randomID(12), Username: n.Username, UsernameKey: strings.ToLower(n.Username),
 		Email: n.Email, EmailKey: strings.ToLower(n.Email),
 		PasswordHash: hashPassword(n.Password, us.params),
-		Roles:        n.Roles, Profile: n.Profile, CreatedAt: now, UpdatedAt: now,
+		Roles:        n.Roles, Profile: n.Profile, CreatedAt: now, UpdatedAt: now, Keyed: true,
+	}
+	if err := us.claimUsername(ctx, u); err != nil {
+		return nil, err
+	}
+	if err := us.claimEmail(ctx, u.ID, u.Email); err != nil {
+		return nil, err
 	}
 	if _, err := us.coll.InsertOne(ctx, u); err != nil {
 		err = mongodb.Wrap(err)
@@ -178,6 +209,103 @@ func (us *users) create(ctx context.Context, n NewUser) (*User, error) {
 		return nil, fmt.Errorf("auth: create user: %w", err)
 	}
 	return u, nil
+}
+
+// claimUsername points u's username key at u, unless it names a user that
+// exists.
+func (us *users) claimUsername(ctx context.Context, u *User) error {
+	id := loginKey("u", u.Username)
+	unlock, err := us.locks.Lock(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	_, err = us.keys.InsertOne(ctx, keyDoc{ID: id, UserID: u.ID})
+	if err = mongodb.Wrap(err); !errors.Is(err, mongodb.ErrDuplicate) {
+		if err != nil {
+			return fmt.Errorf("auth: create user: %w", err)
+		}
+		return nil
+	}
+	var held keyDoc
+	if err := us.keys.FindOne(ctx, bson.M{"_id": id}).Decode(&held); err != nil {
+		return fmt.Errorf("auth: create user: %w", mongodb.Wrap(err))
+	}
+	if _, err := us.byID(ctx, held.UserID); !errors.Is(err, ErrNotFound) {
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("auth: create user %q: %w", u.Username, ErrUsernameTaken)
+	}
+	// Left by a create that failed before writing its user.
+	_, err = us.keys.UpdateOne(ctx, us.writes.Filter(id, bson.E{Key: "user_id", Value: held.UserID}),
+		bson.M{"$set": bson.M{"user_id": u.ID}})
+	if err != nil {
+		return fmt.Errorf("auth: create user: %w", mongodb.Wrap(err))
+	}
+	return nil
+}
+
+// claimEmail points an email's key at the user unless another user has it:
+// an email signs in the first account that gave it.
+func (us *users) claimEmail(ctx context.Context, userID, email string) error {
+	if email == "" {
+		return nil
+	}
+	_, err := us.keys.InsertOne(ctx, keyDoc{ID: loginKey("e", email), UserID: userID})
+	if err = mongodb.Wrap(err); err != nil && !errors.Is(err, mongodb.ErrDuplicate) {
+		return fmt.Errorf("auth: email key: %w", err)
+	}
+	return nil
+}
+
+// releaseEmail removes an email's key if it points at the user.
+func (us *users) releaseEmail(ctx context.Context, userID, email string) error {
+	id := loginKey("e", email)
+	if us.writes.Exclusive {
+		var held keyDoc
+		err := us.keys.FindOne(ctx, bson.M{"_id": id}).Decode(&held)
+		if errors.Is(err, mongo.ErrNoDocuments) || (err == nil && held.UserID != userID) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("auth: email key: %w", mongodb.Wrap(err))
+		}
+	}
+	if _, err := us.keys.DeleteOne(ctx, us.writes.Filter(id, bson.E{Key: "user_id", Value: userID})); err != nil {
+		return fmt.Errorf("auth: email key: %w", mongodb.Wrap(err))
+	}
+	return nil
+}
+
+// byKey finds the user a login key points at; ErrNotFound when none does,
+// or when the key is stale (the user's name or email has moved on).
+func (us *users) byKey(ctx context.Context, kind, name string) (*User, error) {
+	var k keyDoc
+	err := us.keys.FindOne(ctx, bson.M{"_id": loginKey(kind, name)}).Decode(&k)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, fmt.Errorf("auth: user %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("auth: find user: %w", mongodb.Wrap(err))
+	}
+	u, err := us.byID(ctx, k.UserID)
+	if err != nil {
+		return nil, err
+	}
+	key := u.UsernameKey
+	if kind == "e" {
+		key = u.EmailKey
+	}
+	if key != strings.ToLower(name) {
+		return nil, fmt.Errorf("auth: user %s: stale key: %w", name, ErrNotFound)
+	}
+	return u, nil
+}
+
+// byName finds a user by username, case-insensitively.
+func (us *users) byName(ctx context.Context, username string) (*User, error) {
+	return us.byKey(ctx, "u", username)
 }
 
 func (us *users) findOne(ctx context.Context, filter bson.M, what string) (*User, error) {
@@ -215,28 +343,33 @@ func (us *users) existing(ctx context.Context, ids []string) (map[string]bool, e
 }
 
 // byLogin finds a user by username, or by email when the login looks like
-// one and no username matches, in one query.
+// one and no username matches: two reads by _id, three for an email.
 func (us *users) byLogin(ctx context.Context, login string) (*User, error) {
-	key := strings.ToLower(login)
-	if !strings.Contains(login, "@") {
-		return us.findOne(ctx, bson.M{"username_key": key}, "by name")
+	u, err := us.byKey(ctx, "u", login)
+	if errors.Is(err, ErrNotFound) && strings.Contains(login, "@") {
+		// A username that looks like an email wins over another user's email.
+		return us.byKey(ctx, "e", login)
 	}
-	cur, err := us.coll.Find(ctx, bson.M{"$or": bson.A{bson.M{"username_key": key}, bson.M{"email_key": key}}})
+	return u, err
+}
+
+// stampLogin records a login's time on the user and returns the user as it
+// was before: its disabled flag as of now, and its previous login.
+func (us *users) stampLogin(ctx context.Context, id string, at time.Time) (*User, error) {
+	unlock, err := us.locks.Lock(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("auth: find user: %w", mongodb.Wrap(err))
+		return nil, err
 	}
-	var found []User
-	if err := cur.All(ctx, &found); err != nil {
-		return nil, fmt.Errorf("auth: find user: %w", mongodb.Wrap(err))
+	defer unlock()
+	var u User
+	err = us.coll.FindOneAndUpdate(ctx, bson.M{"_id": id}, bson.M{"$set": bson.M{"last_login_at": at}}).Decode(&u)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, fmt.Errorf("auth: user %s: %w", id, ErrNotFound)
 	}
-	// A username that looks like an email wins over another user's email.
-	if i := slices.IndexFunc(found, func(u User) bool { return u.UsernameKey == key }); i >= 0 {
-		return &found[i], nil
+	if err != nil {
+		return nil, fmt.Errorf("auth: stamp login: %w", mongodb.Wrap(err))
 	}
-	if len(found) == 0 {
-		return nil, fmt.Errorf("auth: user by login: %w", ErrNotFound)
-	}
-	return &found[0], nil
+	return &u, nil
 }
 
 // UserPatch changes the fields that are set.
@@ -293,8 +426,24 @@ func (us *users) update(ctx context.Context, id string, p UserPatch) (*User, err
 		}
 		set["profile.plan"] = *p.Plan
 	}
+	unlock, err := us.locks.Lock(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var before *User
+	if p.Email != nil {
+		if before, err = us.byID(ctx, id); err != nil {
+			return nil, err
+		}
+		// The new email's key before the user names it, so a login by it
+		// finds the user as soon as the user says so.
+		if err := us.claimEmail(ctx, id, *p.Email); err != nil {
+			return nil, err
+		}
+	}
 	var u User
-	err := us.coll.FindOneAndUpdate(ctx, bson.M{"_id": id}, bson.M{"$set": set},
+	err = us.coll.FindOneAndUpdate(ctx, bson.M{"_id": id}, bson.M{"$set": set},
 		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&u)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, fmt.Errorf("auth: user %s: %w", id, ErrNotFound)
@@ -302,7 +451,54 @@ func (us *users) update(ctx context.Context, id string, p UserPatch) (*User, err
 	if err != nil {
 		return nil, fmt.Errorf("auth: update user: %w", mongodb.Wrap(err))
 	}
+	if before != nil && before.EmailKey != "" && before.EmailKey != u.EmailKey {
+		if err := us.releaseEmail(ctx, id, before.Email); err != nil {
+			return nil, err
+		}
+	}
 	return &u, nil
+}
+
+// raiseLastLogin sets the user's last login to at unless a later login
+// is recorded (one that ran while the upgrade read the sessions).
+func (us *users) raiseLastLogin(ctx context.Context, id string, at time.Time) error {
+	unlock, err := us.locks.Lock(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if us.writes.Exclusive {
+		u, err := us.byID(ctx, id)
+		if err != nil || !u.LastLoginAt.Before(at) {
+			return err
+		}
+	}
+	_, err = us.coll.UpdateOne(ctx, us.writes.Filter(id, bson.E{Key: "last_login_at", Value: bson.M{"$not": bson.M{"$gte": at}}}),
+		bson.M{"$set": bson.M{"last_login_at": at}})
+	if err != nil {
+		return fmt.Errorf("auth: upgrade user: %w", mongodb.Wrap(err))
+	}
+	return nil
+}
+
+// keyUser gives a user written before login keys existed its keys.
+func (us *users) keyUser(ctx context.Context, u *User) error {
+	_, err := us.keys.InsertOne(ctx, keyDoc{ID: loginKey("u", u.Username), UserID: u.ID})
+	if err = mongodb.Wrap(err); err != nil && !errors.Is(err, mongodb.ErrDuplicate) {
+		return fmt.Errorf("auth: username key: %w", err)
+	}
+	if err := us.claimEmail(ctx, u.ID, u.Email); err != nil {
+		return err
+	}
+	unlock, err := us.locks.Lock(ctx, u.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := us.coll.UpdateOne(ctx, bson.M{"_id": u.ID}, bson.M{"$set": bson.M{"keyed": true}}); err != nil {
+		return fmt.Errorf("auth: key user: %w", mongodb.Wrap(err))
+	}
+	return nil
 }
 
 // list returns users ordered by username key after cursor.

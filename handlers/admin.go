@@ -119,7 +119,7 @@ func (s *server) listUsers(c echo.Context) error {
 }
 
 func (s *server) getUser(c echo.Context) error {
-	u, err := s.auth.UserDetails(c.Request().Context(), c.Param("id"))
+	u, err := s.auth.User(c.Request().Context(), c.Param("id"))
 	if err != nil {
 		return err
 	}

@@ -158,7 +158,7 @@ func (s *server) duktigSignIn(c echo.Context) error {
 	}
 	// lastLogin is the login before this one; a first login shows itself.
 	g, err := s.auth.Login(c.Request().Context(), auth.LoginRequest{Login: email, Password: password,
-		ClientIP: c.RealIP(), Style: "duktig", FixedRefresh: true, PreviousLogin: true,
+		ClientIP: c.RealIP(), Style: "duktig", FixedRefresh: true,
 		ClientDeviceID: c.Request().Header.Get("X-Device-Id")})
 	if err != nil {
 		return err
