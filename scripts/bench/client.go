@@ -18,6 +18,7 @@ import (
 const (
 	kecakLogin   = "/web/json/plugin/com.kinnara.kecakplugins.mobileapi.LoginApi/service"
 	kecakRefresh = "/web/json/plugin/com.kinnara.kecakplugins.mobileapi.RefreshTokenApi/service"
+	kecakCheck   = "/web/json/plugin/com.kinnara.kecakplugins.mobileapi.CheckTokenApi/service"
 )
 
 // client sends requests to pushreg over keep-alive connections.

@@ -32,6 +32,17 @@
 //     operators' cost).
 //   - push-N: POST /v1/users/{id}/messages as an app with push:send, to a
 //     user with N pushable devices (--push-devices).
+//   - check-token, kecak-refresh-move, admin-devices, import-10k: the
+//     Kecak check, a Kecak refresh taking the FCM token another user's
+//     device holds, an admin's page of a user's devices, and an import of
+//     10,000 users with a device each.
+//
+// --scale 1000,100000 runs every scenario at each size in turn, in one
+// run: before each size it fills the store to that many extra users, each
+// with a device (imported), a live session and an ended one (logins and a
+// logout, with a stored hash of argon2's smallest cost), and it reports
+// each scenario's CPU per operation at the largest size against the
+// smallest. Filling 100,000 users takes several minutes.
 //
 // Round trips per operation are the growth of pushreg_mongodb_commands_total
 // over the scenario divided by its requests; CPU per operation likewise
@@ -94,6 +105,7 @@ type options struct {
 	devices       int
 	background    int
 	pushDevices   []int
+	scale         []int
 	fcmLatency    time.Duration
 	scenarios     []string
 	json          bool
@@ -144,6 +156,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.devices, "devices", 2, "devices per seeded user (each with a Kecak and a native session)")
 	fs.IntVar(&o.background, "background-devices", 0, "devices signed in first (native logins spread over the users), so the store holds more, older sessions and devices")
 	push := fs.String("push-devices", "1,10,100", "comma-separated device counts of the users pushed to (empty: no push scenarios)")
+	scale := fs.String("scale", "", "comma-separated store sizes (filler users, each with a device, a live and an ended session) to run every scenario at, in increasing order, e.g. 1000,100000")
 	fs.DurationVar(&o.fcmLatency, "fcm-latency", 20*time.Millisecond, "latency of the FCM double (not with --url)")
 	scen := fs.String("scenarios", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarioNames(), ", ")+
 		", push (all push-N) or push-N")
@@ -164,6 +177,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			return o, fmt.Errorf("--push-devices: %q is not a positive number", f)
 		}
 		o.pushDevices = append(o.pushDevices, n)
+	}
+	for _, f := range strings.Split(*scale, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 || (len(o.scale) > 0 && n <= o.scale[len(o.scale)-1]) {
+			return o, fmt.Errorf("--scale: %q is not a size larger than the one before it", f)
+		}
+		o.scale = append(o.scale, n)
 	}
 	known := map[string]bool{}
 	for _, n := range scenarioNames() {
@@ -245,20 +268,38 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 
 	rep := b.newReport()
-	for _, sc := range b.scenarios() {
-		if !o.wanted(sc.name) {
-			continue
+	sizes := o.scale
+	if len(sizes) == 0 {
+		sizes = []int{0}
+	}
+	fill := newFiller(b)
+	scenarios := b.scenarios()
+	for _, size := range sizes {
+		if len(o.scale) > 0 {
+			progress.logf("filling the store to %d users", size)
+			if err := fill.grow(ctx, size); err != nil {
+				return fmt.Errorf("filling to %d: %w", size, err)
+			}
 		}
-		if err := ctx.Err(); err != nil {
-			return err
+		for _, sc := range scenarios {
+			if !o.wanted(sc.name) {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			res, err := b.runScenario(ctx, sc)
+			if err != nil {
+				return fmt.Errorf("%s: %w", sc.name, err)
+			}
+			res.Size = size
+			rep.Results = append(rep.Results, res)
 		}
-		res, err := b.runScenario(ctx, sc)
-		if err != nil {
-			return fmt.Errorf("%s: %w", sc.name, err)
-		}
-		rep.Results = append(rep.Results, res)
 	}
 	rep.finish(b)
+	rep.Fill = fill.elapsed.importing.Seconds()
+	rep.FillSessions = fill.elapsed.sessions.Seconds()
+	rep.Ratios = ratios(rep.Results)
 	if o.json {
 		return rep.writeJSON(stdout)
 	}

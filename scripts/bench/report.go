@@ -23,6 +23,11 @@ type report struct {
 	LoadBefore  string    `json:"load_average_1m_before"`
 	LoadAfter   string    `json:"load_average_1m_after"`
 	Results     []result  `json:"results"`
+	// Fill and FillSessions are the seconds a --scale run spent importing
+	// filler users and signing them in and out.
+	Fill         float64 `json:"fill_import_seconds,omitempty"`
+	FillSessions float64 `json:"fill_sessions_seconds,omitempty"`
+	Ratios       []ratio `json:"ratios,omitempty"`
 }
 
 func (b *bench) newReport() *report {
@@ -70,6 +75,13 @@ func (r *report) writeMarkdown(w io.Writer) {
 		store = store || res.StoreCPUus != nil
 		msgs = msgs || res.MsgsPerSec > 0
 	}
+	if r.Fill > 0 {
+		fmt.Fprintf(w, "- filling: imports took %.1fs, the filler's logins and logouts %.1fs\n\n", r.Fill, r.FillSessions)
+	}
+	sized := false
+	for _, res := range r.Results {
+		sized = sized || res.Size > 0
+	}
 	head := []string{"scenario", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "round trips/op", "service CPU/op"}
 	if store {
 		head = append(head, "store CPU/op")
@@ -80,7 +92,11 @@ func (r *report) writeMarkdown(w io.Writer) {
 	head = append(head, "RSS MiB")
 	rows := [][]string{head}
 	for _, res := range r.Results {
-		row := []string{res.Name, fmt.Sprint(res.Requests), fmt.Sprint(res.Errors), fmt.Sprintf("%.0f", res.PerSec),
+		name := res.Name
+		if sized {
+			name = fmt.Sprintf("%s @%d", res.Name, res.Size)
+		}
+		row := []string{name, fmt.Sprint(res.Requests), fmt.Sprint(res.Errors), fmt.Sprintf("%.0f", res.PerSec),
 			ms(res.P50ms), ms(res.P95ms), ms(res.P99ms), fmt.Sprintf("%.2f", res.RoundTrips), us(res.ServiceCPUus)}
 		if store {
 			row = append(row, "–")
@@ -98,6 +114,7 @@ func (r *report) writeMarkdown(w io.Writer) {
 		rows = append(rows, row)
 	}
 	writeTable(w, rows)
+	writeRatios(w, r.Ratios)
 
 	var notes []string
 	for _, res := range r.Results {

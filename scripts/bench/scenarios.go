@@ -159,7 +159,8 @@ type scenario struct {
 }
 
 func scenarioNames() []string {
-	return []string{"floor-http", "floor-store", "kecak-refresh-same", "kecak-refresh-new-fcm", "native-refresh", "login"}
+	return []string{"floor-http", "floor-store", "kecak-refresh-same", "kecak-refresh-new-fcm", "native-refresh", "login",
+		"check-token", "kecak-refresh-move", "admin-devices", "import-10k"}
 }
 
 // owned splits n chains among the workers: worker w uses chains w, w+c,
@@ -242,6 +243,7 @@ func (b *bench) scenarios() []scenario {
 				return outcome{a: nativeLogin(ctx, b.client, b.users[w%len(b.users)], "", "")}
 			}},
 	}
+	list = append(list, b.scaleScenarios()...)
 	for _, devices := range b.o.pushDevices {
 		var token atomic.Value
 		var target *user
@@ -250,9 +252,13 @@ func (b *bench) scenarios() []scenario {
 			about: fmt.Sprintf("POST /v1/users/{id}/messages as an app, to a user with %d devices", devices),
 			units: "msgs",
 			prepare: func(ctx context.Context) error {
-				var err error
-				if target, err = b.seedPushUser(ctx, devices); err != nil {
-					return err
+				// Seeded once: a --scale run pushes to the same user at
+				// every size.
+				if target == nil {
+					var err error
+					if target, err = b.seedPushUser(ctx, devices); err != nil {
+						return err
+					}
 				}
 				tok, err := appToken(ctx, b.client, b.app.id, b.app.secret)
 				token.Store(tok)
@@ -280,7 +286,9 @@ func (b *bench) scenarios() []scenario {
 
 // result is one scenario's measurements.
 type result struct {
-	Name     string  `json:"name"`
+	Name string `json:"name"`
+	// Size is the number of filler users in a --scale run.
+	Size     int     `json:"size,omitempty"`
 	About    string  `json:"about"`
 	Requests int     `json:"requests"`
 	Errors   int     `json:"errors"`
