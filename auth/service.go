@@ -180,6 +180,11 @@ func (s *Service) EnsureIndexes(ctx context.Context) error {
 	if err := mongodb.EnsureCollections(ctx, s.users.coll, s.users.keys, s.sessions.coll, s.apps.coll); err != nil {
 		return err
 	}
+	// Earlier versions made username_key unique; MongoDB refuses a second
+	// index on the same key, so the old one goes first.
+	if err := mongodb.DropIndex(ctx, s.users.coll, "username_unique"); err != nil {
+		return err
+	}
 	return mongodb.EnsureIndexes(ctx, map[*mongo.Collection][]mongo.IndexModel{
 		s.users.coll:    userIndexes(),
 		s.sessions.coll: sessionIndexes(),

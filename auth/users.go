@@ -175,7 +175,10 @@ type keyDoc struct {
 
 func userIndexes() []mongo.IndexModel {
 	return []mongo.IndexModel{
-		{Keys: bson.D{{Key: "username_key", Value: 1}}, Options: options.Index().SetUnique(true).SetName("username_unique")},
+		// Not unique: the username's key document is the lock on the name
+		// (see claimUsername), and a sharded users collection can only hold
+		// unique indexes that start with its shard key.
+		{Keys: bson.D{{Key: "username_key", Value: 1}}, Options: options.Index().SetName("username")},
 		{Keys: bson.D{{Key: "email_key", Value: 1}}, Options: options.Index().SetName("email")},
 	}
 }
@@ -238,10 +241,14 @@ func (us *users) claimUsername(ctx context.Context, u *User) error {
 		return fmt.Errorf("auth: create user %q: %w", u.Username, ErrUsernameTaken)
 	}
 	// Left by a create that failed before writing its user.
-	_, err = us.keys.UpdateOne(ctx, us.writes.Filter(id, bson.E{Key: "user_id", Value: held.UserID}),
+	res, err := us.keys.UpdateOne(ctx, us.writes.Filter(id, bson.E{Key: "user_id", Value: held.UserID}),
 		bson.M{"$set": bson.M{"user_id": u.ID}})
 	if err != nil {
 		return fmt.Errorf("auth: create user: %w", mongodb.Wrap(err))
+	}
+	if res.MatchedCount == 0 {
+		// Another instance's create took the key over first.
+		return fmt.Errorf("auth: create user %q: %w", u.Username, ErrUsernameTaken)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -68,22 +67,8 @@ func eventIndexes() []mongo.IndexModel {
 // Upgrade drops the events index that earlier versions made, which the
 // trail's order no longer uses. It runs at every start.
 func (s *Store) Upgrade(ctx context.Context) error {
-	err := s.events.Indexes().DropOne(ctx, "user_newest")
-	var ce mongo.CommandError
-	if errors.As(err, &ce) && (ce.Code == indexNotFound || ce.Code == namespaceNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("registry: drop the old events index: %w", mongodb.Wrap(err))
-	}
-	return nil
+	return mongodb.DropIndex(ctx, s.events, "user_newest")
 }
-
-// Server error codes Upgrade expects when there is nothing to drop.
-const (
-	namespaceNotFound = 26
-	indexNotFound     = 27
-)
 
 // Record appends an event to the user's audit trail.
 func (s *Store) Record(ctx context.Context, e Event) error {

@@ -299,3 +299,21 @@ func (w Writes) Filter(id any, cond ...bson.E) bson.D {
 	}
 	return append(f, cond...)
 }
+
+// DropIndex drops the index name from coll if it exists. It asks first:
+// FerretDB logs a warning, with the whole command, for every drop of an
+// index that is not there.
+func DropIndex(ctx context.Context, coll *mongo.Collection, name string) error {
+	specs, err := coll.Indexes().ListSpecifications(ctx)
+	if err != nil {
+		return fmt.Errorf("mongodb: indexes of %s: %w", coll.Name(), Wrap(err))
+	}
+	for _, s := range specs {
+		if s.Name == name {
+			if err := coll.Indexes().DropOne(ctx, name); err != nil {
+				return fmt.Errorf("mongodb: drop index %s of %s: %w", name, coll.Name(), Wrap(err))
+			}
+		}
+	}
+	return nil
+}
