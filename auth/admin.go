@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Revoke implements RFC 7009: a refresh token, an access token or a Kecak
@@ -15,7 +16,7 @@ func (s *Service) Revoke(ctx context.Context, token string) error {
 		p := presented(rt)
 		d, err := s.sessions.check(ctx, p, s.checkPolicy())
 		if err != nil {
-			return ignoreDead(s.auditFailure(ctx, err, p))
+			return s.finishDead(ctx, err, p)
 		}
 		sid = d.ID
 	} else if c, err := s.VerifyAccess(token); err == nil && c.SessionID != "" {
@@ -28,13 +29,27 @@ func (s *Service) Revoke(ctx context.Context, token string) error {
 		p := presented{sessionID: c.SessionID, gen: c.Gen, secret: secret}
 		d, err := s.sessions.check(ctx, p, s.checkPolicy())
 		if err != nil {
-			return ignoreDead(s.auditFailure(ctx, err, p))
+			return s.finishDead(ctx, err, p)
 		}
 		sid = d.ID
 	} else {
 		return nil
 	}
 	return s.RevokeSession(ctx, sid, "revoked by client", "client")
+}
+
+// finishDead answers a revocation of a token whose session has ended: the
+// client's goal is met, but a revocation that failed half way (the session
+// revoked, its devices not yet unbound) is finished, so that a client
+// retrying after a 503 leaves no device bound to the session. The token
+// is one pushreg minted for that session (its MAC or signature was
+// checked), so it may finish the job.
+func (s *Service) finishDead(ctx context.Context, err error, p presented) error {
+	err = s.auditFailure(ctx, err, p)
+	if errors.Is(err, ErrSessionRevoked) || errors.Is(err, ErrTokenReused) || errors.Is(err, ErrTokenExpired) {
+		return s.RevokeSession(ctx, p.sessionID, "revoked by client", "client")
+	}
+	return ignoreDead(err)
 }
 
 func ignoreDead(err error) error {
@@ -54,21 +69,50 @@ func (s *Service) Logout(ctx context.Context, c *Claims) error {
 }
 
 // RevokeSession ends one session and unbinds the tokens of the devices it
-// bound.
+// bound. Called again after a failure, it finishes what is left: a
+// session is marked unbound only once its devices are.
 func (s *Service) RevokeSession(ctx context.Context, id, reason, actor string) error {
 	d, err := s.sessions.get(ctx, id)
 	if err != nil {
 		return ignoreDead(err)
 	}
-	if err := s.sessions.revoke(ctx, id, reason, s.cfg.Now()); err != nil {
-		return err
+	if !d.Revoked {
+		if err := s.sessions.revoke(ctx, id, reason, s.cfg.Now()); err != nil {
+			return err
+		}
+		s.cfg.Auditor.Audit(ctx, AuditEvent{UserID: d.UserID, Type: "session_revoked", Actor: actor,
+			DeviceID: d.DeviceID, SessionID: d.ID, Outcome: reason})
+	}
+	return s.unbindEnded(ctx, d, actor)
+}
+
+// unbindEnded unbinds the devices of the ended session d, unless that was
+// done, and records that it was.
+func (s *Service) unbindEnded(ctx context.Context, d *sessionDoc, actor string) error {
+	if d.Unbound {
+		return nil
 	}
 	if err := s.cfg.Devices.UnbindSession(ctx, d.UserID, d.ID, actor); err != nil {
 		return err
 	}
-	s.cfg.Auditor.Audit(ctx, AuditEvent{UserID: d.UserID, Type: "session_revoked", Actor: actor,
-		DeviceID: d.DeviceID, SessionID: d.ID, Outcome: reason})
-	return nil
+	return s.sessions.markUnbound(ctx, d.ID)
+}
+
+// UnbindEndedSessions is the sweeper's repair: it unbinds the devices of
+// up to limit sessions that ended (revoked, or past an expiry at now)
+// without their devices being unbound, as a revocation interrupted by a
+// failure leaves them. It returns how many it finished.
+func (s *Service) UnbindEndedSessions(ctx context.Context, now time.Time, limit int) (int, error) {
+	ended, err := s.sessions.endedBound(ctx, now, limit)
+	if err != nil {
+		return 0, err
+	}
+	for i := range ended {
+		if err := s.unbindEnded(ctx, &ended[i], "system"); err != nil {
+			return i, err
+		}
+	}
+	return len(ended), nil
 }
 
 // RevokeUserSessions ends every session of a user (log out everywhere)
@@ -83,19 +127,30 @@ func (s *Service) RevokeUserSessions(ctx context.Context, userID, actor string) 
 	return n, nil
 }
 
+// revokeUserSessions revokes every live session of the user and unbinds
+// the devices of every session that ended without that being done: a
+// retry after a failure half way finishes the revocation it interrupted.
 func (s *Service) revokeUserSessions(ctx context.Context, userID, reason, actor string) (int, error) {
-	revoked, err := s.sessions.revokeUser(ctx, userID, reason, s.cfg.Now())
+	pending, err := s.sessions.boundOf(ctx, userID)
 	if err != nil {
 		return 0, err
 	}
-	for _, d := range revoked {
-		if err := s.cfg.Devices.UnbindSession(ctx, userID, d.ID, actor); err != nil {
-			return len(revoked), err
+	revoked := 0
+	for i := range pending {
+		d := &pending[i]
+		if !d.Revoked {
+			if err := s.sessions.revoke(ctx, d.ID, reason, s.cfg.Now()); err != nil {
+				return revoked, err
+			}
+			revoked++
+		}
+		if err := s.unbindEnded(ctx, d, actor); err != nil {
+			return revoked, err
 		}
 	}
 	s.cfg.Auditor.Audit(ctx, AuditEvent{UserID: userID, Type: "session_revoked", Actor: actor,
-		Outcome: fmt.Sprintf("%s: %d sessions", reason, len(revoked))})
-	return len(revoked), nil
+		Outcome: fmt.Sprintf("%s: %d sessions", reason, revoked)})
+	return revoked, nil
 }
 
 // CreateUser creates an account, as an admin's action on its audit trail.

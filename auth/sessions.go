@@ -73,7 +73,10 @@ type sessionDoc struct {
 	Revoked       bool          `bson:"revoked"`
 	RevokedAt     time.Time     `bson:"revoked_at"`
 	RevokeReason  string        `bson:"revoke_reason"`
-	Cred          credential    `bson:"cred"`
+	// Unbound records that the session ended and its devices were
+	// unbound; until then a retry or the sweeper finishes the job.
+	Unbound bool       `bson:"unbound,omitempty"`
+	Cred    credential `bson:"cred"`
 }
 
 // Refresh modes. A session's refresh token either rotates at every use
@@ -532,20 +535,45 @@ func (ss *sessions) revokeDoc(ctx context.Context, d *sessionDoc, reason string,
 	return nil
 }
 
-// revokeUser revokes every live session of a user and returns them. Each
-// is revoked on its own, under its lock, rather than by one updateMany
-// that a refresh in flight could undo.
-func (ss *sessions) revokeUser(ctx context.Context, userID, reason string, now time.Time) ([]Session, error) {
-	live, err := ss.listUser(ctx, userID, true)
+// boundOf returns the user's sessions whose devices have not been unbound:
+// the live ones, and those that ended without that being finished.
+func (ss *sessions) boundOf(ctx context.Context, userID string) ([]sessionDoc, error) {
+	return ss.find(ctx, bson.M{"user_id": userID, "unbound": bson.M{"$ne": true}}, 0)
+}
+
+// endedBound returns up to limit sessions that ended by now (revoked, or
+// past an expiry) whose devices have not been unbound.
+func (ss *sessions) endedBound(ctx context.Context, now time.Time, limit int) ([]sessionDoc, error) {
+	return ss.find(ctx, bson.M{"unbound": bson.M{"$ne": true}, "$or": bson.A{
+		bson.M{"revoked": true},
+		bson.M{"expires_at": bson.M{"$lte": now}},
+		bson.M{"idle_expires_at": bson.M{"$lte": now}},
+	}}, limit)
+}
+
+func (ss *sessions) find(ctx context.Context, filter bson.M, limit int) ([]sessionDoc, error) {
+	cur, err := ss.coll.Find(ctx, filter, options.Find().SetLimit(int64(limit)))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("auth: find sessions: %w", mongodb.Wrap(err))
 	}
-	for _, d := range live {
-		if err := ss.revoke(ctx, d.ID, reason, now); err != nil {
-			return nil, err
-		}
+	var docs []sessionDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("auth: find sessions: %w", mongodb.Wrap(err))
 	}
-	return live, nil
+	return docs, nil
+}
+
+// markUnbound records that the ended session's devices are unbound.
+func (ss *sessions) markUnbound(ctx context.Context, id string) error {
+	unlock, err := ss.locks.Lock(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := ss.coll.UpdateOne(ctx, ss.writes.Filter(id), bson.M{"$set": bson.M{"unbound": true}}); err != nil {
+		return fmt.Errorf("auth: mark session unbound: %w", mongodb.Wrap(err))
+	}
+	return nil
 }
 
 // setRoles gives the user's live sessions new roles, so the next refresh

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pushreg/pushreg/auth"
 	"github.com/pushreg/pushreg/registry"
 	"github.com/pushreg/pushreg/registry/embedded"
 	"github.com/pushreg/pushreg/registry/mongodb"
@@ -139,8 +140,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // sweep runs the registry's sweeper (token hygiene, and the deletion of
 // ended sessions and old events) every interval once the store is set up.
+// Once the store is set up, it sweeps at once, then every interval: a
+// process restarted more often than the interval still sweeps.
 func sweep(ctx context.Context, log *slog.Logger, ix *indexer, devices *registry.Store, v registry.Revalidator,
-	ended registry.EndedSessions, every time.Duration) {
+	sessions *auth.Service, now func() time.Time, every time.Duration) {
 	select {
 	case <-ctx.Done():
 		return
@@ -149,20 +152,31 @@ func sweep(ctx context.Context, log *slog.Logger, ix *indexer, devices *registry
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
+		// Sessions that ended without their devices unbound (a revocation
+		// a failure interrupted) are finished first, so no device stays
+		// bound to an ended session past one sweep.
+		unbound, err := sessions.UnbindEndedSessions(ctx, now(), sweepBatch)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("sweep: unbinding the devices of ended sessions failed", "error", err)
+		}
+		res, err := devices.Sweep(ctx, v, sessions)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("sweep failed", "error", err)
+		} else if res != (registry.SweepResult{}) || unbound > 0 {
+			log.Info("sweep", "staled", res.Staled, "expired", res.Expired, "verified", res.Verified, "invalidated", res.Invalidated,
+				"idempotency_expired", res.IdempotencyExpired, "sessions_deleted", res.SessionsDeleted, "events_deleted", res.EventsDeleted,
+				"ended_sessions_unbound", unbound)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		res, err := devices.Sweep(ctx, v, ended)
-		if err != nil && ctx.Err() == nil {
-			log.Warn("sweep failed", "error", err)
-		} else if res != (registry.SweepResult{}) {
-			log.Info("sweep", "staled", res.Staled, "expired", res.Expired, "verified", res.Verified, "invalidated", res.Invalidated,
-				"idempotency_expired", res.IdempotencyExpired, "sessions_deleted", res.SessionsDeleted, "events_deleted", res.EventsDeleted)
-		}
 	}
 }
+
+// sweepBatch bounds each kind of the sweeper's work per run.
+const sweepBatch = 1000
 
 func newLogger(format string, level slog.Level, w io.Writer) *slog.Logger {
 	if format == "" {

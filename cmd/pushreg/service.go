@@ -143,7 +143,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, st store, now fun
 	go func() { defer background.Done(); indexes.run(bg) }()
 	go func() {
 		defer background.Done()
-		sweep(bg, log, indexes, devices, validator, sessions, cfg.SweepInterval)
+		sweep(bg, log, indexes, devices, validator, sessions, now, cfg.SweepInterval)
 	}()
 
 	metrics := prometheus.NewRegistry()

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/pushreg/pushreg/registry/mongotest"
+)
+
+// The tests in this file reproduce what a failure leaves half done, and
+// check that a retry of the same request, or the sweeper, finishes it.
+
+// interruptedRevocation leaves the state a revocation interrupted by a
+// store failure leaves: the session revoked, its device still bound (and
+// so still pushed to). It returns the user, the session's refresh token
+// and the device ID.
+func interruptedRevocation(t *testing.T, a *api, name string) (userID, refreshToken, deviceID string) {
+	t.Helper()
+	userID = a.createUser(map[string]any{"username": name, "password": name + "-password"})
+	deviceID = name + "-phone"
+	tok := a.login(name, name+"-password", map[string]string{"device_id": deviceID, "fcm_token": fcmToken(deviceID)})
+	res, err := a.db.Collection("sessions").UpdateOne(context.Background(), bson.M{"_id": tok["session_id"]},
+		bson.M{"$set": bson.M{"revoked": true, "revoked_at": a.clock.Now(), "revoke_reason": "revoked by admin"}})
+	if err != nil || res.MatchedCount != 1 {
+		t.Fatalf("revoking the session in the store: %v, %v", res, err)
+	}
+	if d := a.device(userID, deviceID); d["token_status"] == "unbound" {
+		t.Fatalf("device %v unbound before the retry", d)
+	}
+	return userID, tok["refresh_token"].(string), deviceID
+}
+
+// A client that saw 503 retries; the retry must finish the revocation,
+// whichever route it used.
+func TestRetriedRevocationUnbindsTheDevice(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, nil)
+	cases := []struct {
+		name  string
+		retry func(userID, refreshToken string) request
+	}{
+		{"admin revokes every session", func(userID, _ string) request {
+			return request{method: "DELETE", path: "/v1/admin/users/" + userID + "/sessions", header: bearer(a.admin())}
+		}},
+		{"RFC 7009 revocation", func(_, rt string) request {
+			return request{method: "POST", path: "/v1/auth/revoke", body: url.Values{"token": {rt}}}
+		}},
+		{"admin disables the user", func(userID, _ string) request {
+			return request{method: "PATCH", path: "/v1/admin/users/" + userID, header: bearer(a.admin()),
+				body: map[string]any{"disabled": true}}
+		}},
+	}
+	for i, c := range cases {
+		userID, rt, deviceID := interruptedRevocation(t, a, []string{"ria", "rob", "rue"}[i])
+		a.must(http.StatusOK, c.retry(userID, rt))
+		if d := a.device(userID, deviceID); d["token_status"] != "unbound" {
+			t.Errorf("%s: after the retry the device is %v, want unbound", c.name, d["token_status"])
+		}
+	}
+}
+
+// A revocation nobody retries is finished by the sweeper, which runs once
+// as soon as pushreg starts (a process restarted more often than the sweep
+// interval still sweeps), then on the interval.
+func TestSweeperFinishesInterruptedRevocations(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, nil)
+	userID, _, deviceID := interruptedRevocation(t, a, "sam")
+	b := startAPI(t, mongotest.URI(t), a.db, nil) // the interval is 1000h
+	faultWait(t, "the device of a revoked session unbound by the start-up sweep", 10*time.Second, func() bool {
+		return b.device(userID, deviceID)["token_status"] == "unbound"
+	})
+}
