@@ -28,7 +28,9 @@ type Devices interface {
 	// TouchDevice records that the device still holds the token; false
 	// means it does not and BindDevice is needed.
 	TouchDevice(ctx context.Context, b DeviceBinding) (bool, error)
-	BindDevice(ctx context.Context, b DeviceBinding) error
+	// BindDevice binds the device to the token, and returns the sessions
+	// that had bound the devices it evicted to respect the device limit.
+	BindDevice(ctx context.Context, b DeviceBinding) (evicted []string, err error)
 	// UnbindSession unbinds the tokens of the devices the session bound.
 	UnbindSession(ctx context.Context, userID, sessionID, actor string) error
 	// DeviceSession returns the session the device is bound to, empty if
@@ -375,7 +377,10 @@ func (s *Service) Login(ctx context.Context, r LoginRequest) (*Grant, error) {
 		d.DeviceID, d.Platform, d.FCMToken = r.Device.DeviceID, r.Device.Platform, r.Device.FCMToken
 		// Bind before the session exists: a session never claims a device
 		// the registry does not know.
-		if err := s.cfg.Devices.BindDevice(ctx, s.binding(d, verified, "user:"+u.ID)); err != nil {
+		var ev evictions
+		err := s.bindDevice(ctx, s.binding(d, verified, "user:"+u.ID), &ev)
+		s.revokeEvicted(ctx, ev)
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -456,6 +461,7 @@ func (s *Service) Refresh(ctx context.Context, r RefreshRequest) (*Grant, error)
 	changesDevice := r.Device != nil
 	var adv advanced
 	var verified bool
+	var ev evictions
 	if changesDevice {
 		pol.set = bson.M{"device_id": r.Device.DeviceID, "fcm_token": r.Device.FCMToken}
 		if r.Device.Platform != "" {
@@ -467,8 +473,9 @@ func (s *Service) Refresh(ctx context.Context, r RefreshRequest) (*Grant, error)
 			if verified, err = s.validateDevice(ctx, r.Device); err != nil {
 				return err
 			}
-			return s.cfg.Devices.BindDevice(ctx, s.binding(withDevice(d, r.Device), verified, "session:"+d.ID))
+			return s.bindDevice(ctx, s.binding(withDevice(d, r.Device), verified, "session:"+d.ID), &ev)
 		})
+		s.revokeEvicted(ctx, ev)
 	} else {
 		adv, err = s.sessions.advance(ctx, p, pol)
 	}
@@ -515,6 +522,7 @@ func (s *Service) RefreshKecak(ctx context.Context, token string, dev DeviceRequ
 	sameBinding := claims.DeviceID == dev.DeviceID && claims.FCMToken == dev.FCMToken
 	var adv advanced
 	var verified, cached bool
+	var ev evictions
 	if sameBinding {
 		verified, cached = s.cfg.Validator.CachedToken(dev.FCMToken)
 	}
@@ -523,7 +531,7 @@ func (s *Service) RefreshKecak(ctx context.Context, token string, dev DeviceRequ
 		// the token, both under the session's lock so that a revocation or
 		// device removal cannot slip in between and be undone by a rebind.
 		adv, err = s.sessions.advanceThen(ctx, p, pol, func(d *sessionDoc) {
-			s.confirmDevice(ctx, s.binding(d, verified, "session:"+d.ID))
+			s.confirmDevice(ctx, s.binding(d, verified, "session:"+d.ID), &ev)
 		})
 	} else {
 		pol.set = bson.M{"device_id": dev.DeviceID, "fcm_token": dev.FCMToken}
@@ -532,9 +540,10 @@ func (s *Service) RefreshKecak(ctx context.Context, token string, dev DeviceRequ
 			if verified, err = s.validateDevice(ctx, &dev); err != nil {
 				return err
 			}
-			return s.cfg.Devices.BindDevice(ctx, s.binding(withDevice(d, &dev), verified, "session:"+d.ID))
+			return s.bindDevice(ctx, s.binding(withDevice(d, &dev), verified, "session:"+d.ID), &ev)
 		})
 	}
+	s.revokeEvicted(ctx, ev)
 	if err != nil {
 		return nil, s.auditFailure(ctx, err, p)
 	}
@@ -550,15 +559,45 @@ func (s *Service) RefreshKecak(ctx context.Context, token string, dev DeviceRequ
 // binding it again if the token moved away since. The credential has
 // rotated by then, so a failure is logged and the refresh still answered;
 // the next refresh binds again.
-func (s *Service) confirmDevice(ctx context.Context, b DeviceBinding) {
+func (s *Service) confirmDevice(ctx context.Context, b DeviceBinding, ev *evictions) {
 	held, err := s.cfg.Devices.TouchDevice(ctx, b)
 	if err != nil {
 		s.cfg.Logger.WarnContext(ctx, "touch device failed", "session_id", b.SessionID, "error", err)
 		return
 	}
 	if !held {
-		if err := s.cfg.Devices.BindDevice(ctx, b); err != nil {
+		if err := s.bindDevice(ctx, b, ev); err != nil {
 			s.cfg.Logger.WarnContext(ctx, "rebinding the device failed", "session_id", b.SessionID, "error", err)
+		}
+	}
+}
+
+// evictions are the sessions whose devices a bind evicted to respect the
+// user's device limit. Each is revoked (recorded), so that its next
+// refresh is refused rather than recreating its device and evicting
+// another: a user over the limit would otherwise cycle through devices
+// that each miss pushes.
+type evictions []string
+
+// bindDevice binds b and adds the sessions of the devices it evicted to ev.
+func (s *Service) bindDevice(ctx context.Context, b DeviceBinding, ev *evictions) error {
+	evicted, err := s.cfg.Devices.BindDevice(ctx, b)
+	for _, sid := range evicted {
+		if sid != "" && sid != b.SessionID {
+			*ev = append(*ev, sid)
+		}
+	}
+	return err
+}
+
+// revokeEvicted revokes the sessions of evicted devices. It runs once no
+// session lock is held: DocLocks are striped, so taking another session's
+// lock while holding one could wait on a stripe this request holds. The
+// bind has happened, so a failure is logged, not returned.
+func (s *Service) revokeEvicted(ctx context.Context, ev evictions) {
+	for _, sid := range ev {
+		if err := s.RevokeSession(ctx, sid, "device evicted", "system"); err != nil {
+			s.cfg.Logger.WarnContext(ctx, "revoking the session of an evicted device failed", "session_id", sid, "error", err)
 		}
 	}
 }

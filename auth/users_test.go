@@ -141,8 +141,8 @@ func TestUpgradeGivesEarlierUsersKeysAndLastLogin(t *testing.T) {
 
 type noDevices struct{}
 
-func (noDevices) TouchDevice(context.Context, DeviceBinding) (bool, error) { return true, nil }
-func (noDevices) BindDevice(context.Context, DeviceBinding) error          { return nil }
+func (noDevices) TouchDevice(context.Context, DeviceBinding) (bool, error)    { return true, nil }
+func (noDevices) BindDevice(context.Context, DeviceBinding) ([]string, error) { return nil, nil }
 func (noDevices) UnbindSession(context.Context, string, string, string) error {
 	return nil
 }

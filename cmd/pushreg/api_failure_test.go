@@ -76,3 +76,34 @@ func TestSweeperFinishesInterruptedRevocations(t *testing.T) {
 		return b.device(userID, deviceID)["token_status"] == "unbound"
 	})
 }
+
+// Evicting a device for the device limit revokes the session that bound
+// it: its next refresh is refused instead of recreating the device and
+// evicting another, which would make a user over the limit cycle through
+// devices that each miss pushes.
+func TestEvictionRevokesTheEvictedDevicesSession(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, nil)
+	id := a.createUser(map[string]any{"username": "eve", "password": "eve-password", "plan": map[string]any{"name": "one", "device_count": 1}})
+	first := a.kecakSignIn("eve", "eve-password", "old-phone", fcmToken("old-phone"))
+	a.clock.Advance(time.Minute)
+	a.kecakSignIn("eve", "eve-password", "new-phone", fcmToken("new-phone"))
+	if a.device(id, "old-phone") != nil {
+		t.Fatal("old-phone was not evicted")
+	}
+	if r := a.kecakRefresh(first, "old-phone", fcmToken("old-phone")); r.status != http.StatusUnauthorized {
+		t.Errorf("refresh of the evicted device's session = %d %s, want 401", r.status, r.body)
+	}
+	if a.device(id, "old-phone") != nil || a.device(id, "new-phone") == nil {
+		t.Errorf("devices after the refused refresh: old %v, new %v; want only new-phone", a.device(id, "old-phone"), a.device(id, "new-phone"))
+	}
+	var revoked int
+	for _, e := range admGet[admEventPage](a, "/v1/admin/users/"+id+"/events").Events {
+		if e.Type == "session_revoked" && e.Outcome == "device evicted" {
+			revoked++
+		}
+	}
+	if revoked != 1 {
+		t.Errorf("session_revoked events for the eviction = %d, want 1", revoked)
+	}
+}

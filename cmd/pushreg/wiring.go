@@ -34,9 +34,13 @@ func (d deviceRegistry) TouchDevice(ctx context.Context, b auth.DeviceBinding) (
 	return d.store.Touch(ctx, toBinding(b))
 }
 
-func (d deviceRegistry) BindDevice(ctx context.Context, b auth.DeviceBinding) error {
-	_, err := d.store.Bind(ctx, toBinding(b))
-	return err
+func (d deviceRegistry) BindDevice(ctx context.Context, b auth.DeviceBinding) ([]string, error) {
+	res, err := d.store.Bind(ctx, toBinding(b))
+	evicted := make([]string, 0, len(res.Evicted))
+	for _, dev := range res.Evicted {
+		evicted = append(evicted, dev.SessionID)
+	}
+	return evicted, err
 }
 
 func (d deviceRegistry) UnbindSession(ctx context.Context, userID, sessionID, actor string) error {
