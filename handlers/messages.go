@@ -167,7 +167,10 @@ type deviceResultJSON struct {
 
 // deliveryJSON is one user's delivery report.
 type deliveryJSON struct {
-	UserID  string             `json:"user_id"`
+	UserID string `json:"user_id"`
+	// PushID is in every message's data (push.PushIDKey), for apps to drop
+	// a message FCM delivers twice.
+	PushID  string             `json:"push_id,omitempty"`
 	DryRun  bool               `json:"dry_run,omitempty"`
 	Error   *errorJSON         `json:"error,omitempty"`
 	Devices int                `json:"devices"`
@@ -178,7 +181,7 @@ type deliveryJSON struct {
 }
 
 func toDeliveryJSON(r push.Report, dryRun bool) deliveryJSON {
-	out := deliveryJSON{UserID: r.UserID, DryRun: dryRun, Devices: r.Devices, Sent: r.Sent, Failed: r.Failed,
+	out := deliveryJSON{UserID: r.UserID, PushID: r.PushID, DryRun: dryRun, Devices: r.Devices, Sent: r.Sent, Failed: r.Failed,
 		Pruned: r.Pruned, Results: make([]deviceResultJSON, len(r.Results))}
 	if r.Err != nil {
 		out.Error = &errorJSON{Code: "not_found", Message: "no such user"}

@@ -112,6 +112,8 @@ func NewDeliverer(cfg DelivererConfig) (*Deliverer, error) {
 // exactly one of Sent, Failed and Pruned.
 type Report struct {
 	UserID string
+	// PushID is the ID every message of the push carried (PushIDKey).
+	PushID string
 	// Err, set by DeliverMany only, wraps ErrUnknownUser when there is no
 	// such user; the counts are then zero.
 	Err error
@@ -199,12 +201,14 @@ func (d *Deliverer) deliver(ctx context.Context, userIDs []string, msg *Message,
 	if err != nil {
 		return nil, err
 	}
+	id := newPushID()
+	msg = withPushID(msg, id)
 
 	reports := make([]Report, len(users))
 	var tokens []string
 	var owner []int // owner[i] is the user of tokens[i]
-	for u, id := range users {
-		reports[u].UserID = id
+	for u, user := range users {
+		reports[u].UserID, reports[u].PushID = user, id
 		if errors.Is(targets[u].err, ErrUnknownUser) {
 			reports[u].Err = targets[u].err
 			continue

@@ -2,6 +2,8 @@ package push
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -17,8 +19,35 @@ import (
 const MaxChunk = 500
 
 // MaxDataBytes is the most bytes of data, keys and values together, that a
-// message may carry.
+// message may carry, counting the push ID pushreg adds (see PushIDKey).
 const MaxDataBytes = 4096
+
+// PushIDKey is the data key under which every message carries its push's
+// ID, the same for every device and every retry of one push. FCM may
+// deliver a message twice (a send that timed out is retried, by the SDK
+// and by pushreg, though FCM may have delivered it), so an app drops a
+// message whose push ID it has seen.
+const PushIDKey = "pushreg_push_id"
+
+// pushIDLen is the length of a push ID: 128 random bits in hex.
+const pushIDLen = 32
+
+func newPushID() string {
+	var b [pushIDLen / 2]byte
+	crand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// withPushID returns a copy of msg whose data carries id.
+func withPushID(msg *Message, id string) *Message {
+	m := *msg
+	m.Data = make(map[string]string, len(msg.Data)+1)
+	for k, v := range msg.Data {
+		m.Data[k] = v
+	}
+	m.Data[PushIDKey] = id
+	return &m
+}
 
 // Message is what to send, without whom to send it to: SendToTokens adds the
 // tokens. Its fields are those of messaging.MulticastMessage.
@@ -54,7 +83,11 @@ func (m *Message) multicast(tokens []string) *messaging.MulticastMessage {
 // objects must be refused by whoever decodes it, before a Message exists.
 // FCM remains the judge of what CheckMessage does not look at, such as the
 // platform options, whose refusal SendToTokens reports as ClassReport.
-func CheckMessage(msg *Message) error {
+func CheckMessage(msg *Message) error { return checkMessage(msg, false) }
+
+// checkMessage is CheckMessage; stamped says msg may carry its push ID
+// already (Deliverer adds it), which then counts as it is.
+func checkMessage(msg *Message, stamped bool) error {
 	if msg == nil || (len(msg.Data) == 0 && msg.Notification == nil && msg.Android == nil &&
 		msg.Webpush == nil && msg.APNS == nil) {
 		return fmt.Errorf("%w: empty message", ErrPayloadInvalid)
@@ -65,7 +98,7 @@ func CheckMessage(msg *Message) error {
 		switch {
 		case k == "":
 			return fmt.Errorf("%w: empty data key", ErrPayloadInvalid)
-		case k == "from" || k == "notification" || k == "message_type":
+		case k == "from" || k == "notification" || k == "message_type" || (k == PushIDKey && !stamped):
 			return fmt.Errorf("%w: data key %q is reserved", ErrPayloadInvalid, k)
 		case strings.HasPrefix(k, "google.") || strings.HasPrefix(k, "gcm."):
 			return fmt.Errorf("%w: data key %q has a reserved prefix", ErrPayloadInvalid, k)
@@ -73,8 +106,11 @@ func CheckMessage(msg *Message) error {
 			return fmt.Errorf("%w: data is not valid UTF-8", ErrPayloadInvalid)
 		}
 	}
+	if !stamped {
+		size += len(PushIDKey) + pushIDLen
+	}
 	if size > MaxDataBytes {
-		return fmt.Errorf("%w: data is %d bytes, more than %d", ErrPayloadInvalid, size, MaxDataBytes)
+		return fmt.Errorf("%w: data is %d bytes with the push ID, more than %d", ErrPayloadInvalid, size, MaxDataBytes)
 	}
 	return nil
 }
@@ -131,7 +167,7 @@ type Result struct {
 // request per attempt. Wall time is bounded by ctx, which SendToTokens and the
 // SDK both obey: give it a deadline.
 func (c *Client) SendToTokens(ctx context.Context, tokens []string, msg *Message, dryRun bool) ([]Result, error) {
-	if err := CheckMessage(msg); err != nil {
+	if err := checkMessage(msg, true); err != nil {
 		return nil, fmt.Errorf("push: send: %w", err)
 	}
 	if c.fcm == nil {

@@ -9,6 +9,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/pushreg/pushreg/push/fcmtest"
 	"github.com/pushreg/pushreg/registry/mongotest"
 )
 
@@ -105,5 +106,45 @@ func TestEvictionRevokesTheEvictedDevicesSession(t *testing.T) {
 	}
 	if revoked != 1 {
 		t.Errorf("session_revoked events for the eviction = %d, want 1", revoked)
+	}
+}
+
+// FCM may deliver a message twice (a send that timed out is retried,
+// though FCM may have delivered it), so every message carries its push's
+// ID in its data, the same for every device and every retry of the push,
+// and the answer names it: an app drops a push ID it has seen.
+func TestEveryMessageCarriesItsPushID(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, nil)
+	uid := a.createUser(map[string]any{"username": "pim", "password": "pim-password"})
+	a.deviceLogin("pim", "pim-password", "phone")
+	a.deviceLogin("pim", "pim-password", "tablet")
+	app, secret := a.createApp("push:send")
+	ids := map[string]bool{}
+	for range 2 {
+		a.fcm.Reset()
+		// The first attempt at the phone's token fails as retryable: FCM
+		// may still have delivered it, and the retry must carry the same ID.
+		a.fcm.SetTokenSequence(fcmToken("phone"), fcmtest.Internal)
+		rep := a.must(http.StatusOK, request{method: "POST", path: messagesPath(uid), header: basicAuth(app, secret),
+			body: map[string]any{"data": map[string]string{"kind": "hello"}}}).json(t)
+		id, _ := rep["push_id"].(string)
+		if len(id) != 32 || ids[id] {
+			t.Fatalf("push_id = %q, want a new 32-character ID per push (seen %v)", id, ids)
+		}
+		ids[id] = true
+		var sends int
+		for _, r := range a.fcm.Requests() {
+			if r.ValidateOnly {
+				continue
+			}
+			sends++
+			if r.Data["pushreg_push_id"] != id || r.Data["kind"] != "hello" {
+				t.Errorf("FCM received data %v, want kind and pushreg_push_id %s", r.Data, id)
+			}
+		}
+		if sends != 3 {
+			t.Errorf("FCM received %d sends, want 3: the tablet, and the phone twice", sends)
+		}
 	}
 }

@@ -477,7 +477,8 @@ func TestPushPayloadRefusals(t *testing.T) {
 		status int
 		detail string
 	}{
-		{"data over 4096 bytes", "", map[string]any{"data": map[string]string{"big": strings.Repeat("x", 4094)}}, 400, "4097 bytes, more than 4096"},
+		{"data over 4096 bytes with the push ID", "", map[string]any{"data": map[string]string{"big": strings.Repeat("x", 4094-47)}}, 400, "4097 bytes with the push ID, more than 4096"},
+		{"the push ID's key", "", map[string]any{"data": map[string]string{"pushreg_push_id": "mine"}}, 400, "reserved"},
 		{"a number in data", "", `{"data": {"count": 3}}`, 400, "data.count: must be a string"},
 		{"an object in data", "", `{"data": {"obj": {"a": "b"}}}`, 400, "data.obj: must be a string"},
 		{"null in data", "", `{"data": {"nil": null}}`, 400, "data.nil: must be a string"},
