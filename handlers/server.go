@@ -23,6 +23,14 @@ import (
 // BodyLimit is the largest request body accepted; larger bodies get 413.
 const BodyLimit = 1 << 20
 
+// requestTimeout is Config.RequestTimeout's default.
+const requestTimeout = 15 * time.Second
+
+// MaxWork bounds how long the work of one request can last with the
+// default request bound: the bound itself, then recording an idempotent
+// push's outcome, which must happen even when the send used it all up.
+const MaxWork = requestTimeout + recordTimeout + time.Second
+
 // Config is what the HTTP layer needs from the rest of the service.
 type Config struct {
 	Logger *slog.Logger
@@ -64,7 +72,7 @@ func (c *Config) validate() error {
 		errs = append(errs, errors.New("missing Auth or Devices"))
 	}
 	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = 15 * time.Second
+		c.RequestTimeout = requestTimeout
 	}
 	if c.Push == nil {
 		c.Push = noPusher{}

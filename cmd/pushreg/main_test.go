@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -385,4 +386,80 @@ func TestMetricsMoveToTheirOwnAddress(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "pushreg_http_requests_total") {
 		t.Errorf("metrics at their own address = %d %.80s, want 200 and pushreg's metrics", resp.StatusCode, body)
 	}
+}
+
+// A push in flight when the drain gives up (PUSHREG_SHUTDOWN_TIMEOUT) is
+// still sent and recorded under its Idempotency-Key before the store
+// closes, so the client's retry after a restart replays the answer rather
+// than sending again.
+func TestShutdownRecordsAnIdempotentPushInFlight(t *testing.T) {
+	fcm := fcmtest.New(t)
+	dir := t.TempDir()
+	env := func() map[string]string {
+		return map[string]string{"PUSHREG_DATA_DIR": dir, "PUSHREG_ADMIN_USERNAME": "admin", "PUSHREG_ADMIN_PASSWORD": "admin-password",
+			"PUSHREG_FCM_ENDPOINT": fcm.Endpoint(), "PUSHREG_FCM_PROJECT_ID": fcm.ProjectID(), "PUSHREG_SHUTDOWN_TIMEOUT": "100ms"}
+	}
+	s := startService(t, env())
+	s.waitStatus(t, "/readyz", http.StatusOK)
+	admin := s.login(t, "admin", "admin-password")
+	// The admin's own device is the push's target; the admin may send.
+	body := `{"username":"admin","password":"admin-password","device_id":"phone","fcm_token":"shutdown:APA91bToken"}`
+	if resp, err := http.Post(s.url+"/v1/auth/login", "application/json", strings.NewReader(body)); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("login with a device: %v %v", resp, err)
+	}
+	var me struct{ Sub string }
+	if err := json.Unmarshal(jwtClaims(t, admin), &me); err != nil {
+		t.Fatal(err)
+	}
+	push := func(url string) (int, http.Header) {
+		req, _ := http.NewRequest("POST", url+"/v1/users/"+me.Sub+"/messages", strings.NewReader(`{"data":{"k":"v"}}`))
+		req.Header.Set("Authorization", "Bearer "+admin)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", "shutdown-1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header
+	}
+	fcm.Reset()
+	fcm.SetLatency(time.Second) // longer than the drain waits
+	done := make(chan int, 1)
+	go func() { status, _ := push(s.url); done <- status }()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := fcm.WaitRequests(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	s.stop(t)
+	if status := <-done; status != http.StatusOK {
+		t.Errorf("the push in flight at shutdown = %d, want 200", status)
+	}
+	fcm.SetLatency(0)
+	sent := fcm.Stats().Requests
+
+	again := startService(t, env())
+	again.waitStatus(t, "/readyz", http.StatusOK)
+	status, header := push(again.url)
+	if status != http.StatusOK || header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("the retry after a restart = %d, replayed %q; want 200 replayed", status, header.Get("Idempotent-Replayed"))
+	}
+	if n := fcm.Stats().Requests; n != sent {
+		t.Errorf("the retry sent %d more messages to FCM, want none", n-sent)
+	}
+}
+
+// jwtClaims returns the JSON of a JWT's claims.
+func jwtClaims(t *testing.T, tok string) []byte {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %.20s…", tok)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -23,14 +23,67 @@ type service struct {
 	metrics  http.Handler // everything /metrics shows
 	commands *mongodb.CommandCounter
 	indexes  *indexer
+	inFlight *inFlight
 	closers  []func()
 }
 
+// close waits for the requests in flight, then closes what build opened,
+// the store last. An HTTP server's drain gives up after
+// PUSHREG_SHUTDOWN_TIMEOUT, but a request it left running still holds work
+// the store must see: a push sent and not yet recorded under its
+// Idempotency-Key would be sent again by the client's retry. So close
+// waits as long as a request's work can last (handlers.MaxWork).
 func (a *service) close() {
+	if a.inFlight != nil {
+		a.inFlight.wait(handlers.MaxWork)
+	}
 	for i := len(a.closers) - 1; i >= 0; i-- {
 		a.closers[i]()
 	}
 	a.closers = nil
+}
+
+// inFlight counts the requests being served.
+type inFlight struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed while n is 0
+}
+
+func newInFlight() *inFlight {
+	idle := make(chan struct{})
+	close(idle)
+	return &inFlight{idle: idle}
+}
+
+func (f *inFlight) track(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		if f.n == 0 {
+			f.idle = make(chan struct{})
+		}
+		f.n++
+		f.mu.Unlock()
+		defer func() {
+			f.mu.Lock()
+			if f.n--; f.n == 0 {
+				close(f.idle)
+			}
+			f.mu.Unlock()
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// wait returns once no request is in flight, or after d.
+func (f *inFlight) wait(d time.Duration) {
+	f.mu.Lock()
+	idle := f.idle
+	f.mu.Unlock()
+	select {
+	case <-idle:
+	case <-time.After(d):
+	}
 }
 
 // store is the MongoDB wire server the service uses.
@@ -176,6 +229,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, st store, now fun
 		return nil, err
 	}
 
-	a.handler, a.indexes, a.metrics = e, indexes, handlers.MetricsHandler(metrics)
+	a.inFlight = newInFlight()
+	a.handler, a.indexes, a.metrics = a.inFlight.track(e), indexes, handlers.MetricsHandler(metrics)
 	return a, nil
 }
