@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pushreg/pushreg/handlers"
 	"github.com/pushreg/pushreg/registry"
 	"github.com/pushreg/pushreg/registry/embedded"
 	"github.com/pushreg/pushreg/registry/mongodb"
@@ -234,6 +235,6 @@ func (ix *indexer) ready() error {
 	case <-ix.done:
 		return nil
 	default:
-		return fmt.Errorf("indexes not created yet: %w", mongodb.ErrUnavailable)
+		return fmt.Errorf("indexes not created yet: %w: %w", handlers.ErrStarting, mongodb.ErrUnavailable)
 	}
 }
