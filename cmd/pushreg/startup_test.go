@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pushreg/pushreg/push/fcmtest"
 )
 
 // A fresh start on a fresh data directory, a readiness probe polling
@@ -135,5 +137,74 @@ func TestDataDirectoryInUseIsRefused(t *testing.T) {
 	}
 	if errors.Is(err, context.DeadlineExceeded) || out.Len() > 0 {
 		t.Errorf("the refused start logged %q", out.String())
+	}
+}
+
+// The README's quick start, in process: the double as cmd/fcmdouble
+// serves it, pushreg pointed at it by PUSHREG_FCM_ENDPOINT alone, an app
+// with push:send, a user logged in with a device, a push, and the message
+// listed at the double's GET /messages.
+func TestQuickStartPushArrivesAtTheDouble(t *testing.T) {
+	fcm, err := fcmtest.NewServer("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fcm.Close()
+	s := startService(t, map[string]string{"PUSHREG_FCM_ENDPOINT": fcm.Endpoint(),
+		"PUSHREG_ADMIN_USERNAME": "admin", "PUSHREG_ADMIN_PASSWORD": "admin-password"})
+	s.waitStatus(t, "/readyz", http.StatusOK)
+	env := map[string]string{"PUSHREG_URL": s.url, "PUSHREG_ADMIN_USERNAME": "admin", "PUSHREG_ADMIN_PASSWORD": "admin-password"}
+	cliJSON := func(args ...string) map[string]any {
+		t.Helper()
+		out, errOut, err := cliRun(env, append(args, "--json")...)
+		var m map[string]any
+		if err != nil || json.Unmarshal([]byte(out), &m) != nil {
+			t.Fatalf("pushreg %v = %q, %q, %v", args, out, errOut, err)
+		}
+		return m
+	}
+	app := cliJSON("apps", "create", "--name", "backend", "--scopes", "push:send")
+	user := cliJSON("users", "create", "--user", "alice", "--user-password", "alice-password")
+	post := func(path, body string, auth func(*http.Request)) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", s.url+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if auth != nil {
+			auth(req)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post("/v1/auth/login", `{"username": "alice", "password": "alice-password", "device_id": "pixel-7", "fcm_token": "alice-pixel-7:APA91bExample", "platform": "android"}`, nil); code != http.StatusOK {
+		t.Fatalf("login = %d %s", code, body)
+	}
+	code, body := post("/v1/users/"+user["id"].(string)+"/messages", `{"notification": {"title": "Hello", "body": "from pushreg"}}`,
+		func(r *http.Request) { r.SetBasicAuth(app["app_id"].(string), app["app_secret"].(string)) })
+	if code != http.StatusOK || !strings.Contains(body, `"sent":1`) {
+		t.Fatalf("push = %d %s, want 200 with one sent", code, body)
+	}
+	resp, err := http.Get(fcm.URL() + "/messages")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Messages []struct {
+			ValidateOnly bool `json:"validate_only"`
+			Message      struct {
+				Notification map[string]string `json:"notification"`
+			} `json:"message"`
+		} `json:"messages"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || len(list.Messages) == 0 {
+		t.Fatalf("GET /messages: %v, %d messages", err, len(list.Messages))
+	}
+	if m := list.Messages[0]; m.ValidateOnly || m.Message.Notification["title"] != "Hello" {
+		t.Errorf("newest message at the double = %+v, want the push titled Hello", m)
 	}
 }

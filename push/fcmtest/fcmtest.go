@@ -453,7 +453,14 @@ func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, m)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"messages": out})
+	// Indented: a developer reads this with curl.
+	b, err := json.MarshalIndent(map[string]any{"messages": out}, "", "  ")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+	w.Write(append(b, '\n'))
 }
 
 // sendRequest is the body of messages:send.
