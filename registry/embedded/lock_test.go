@@ -42,7 +42,9 @@ func TestStoreRefusesADirectoryInUse(t *testing.T) {
 }
 
 // The driver's endSessions at Disconnect, which FerretDB v1 does not
-// implement, is no warning; another failed command still is.
+// implement, is no warning, nor is FerretDB's deadline race on a closed
+// connection (the Start's probe connection provokes it at random); another
+// failed command still is.
 func TestStoreLogsNoWarningForEndSessions(t *testing.T) {
 	var buf syncBuffer
 	srv, err := embedded.Start(context.Background(), embedded.Config{Dir: t.TempDir(),
@@ -71,8 +73,14 @@ func TestStoreLogsNoWarningForEndSessions(t *testing.T) {
 	if strings.Contains(logs, "endSessions") {
 		t.Errorf("the endSessions refusal was logged at info or above:\n%s", logs)
 	}
-	if !strings.Contains(logs, "noSuchCommandHere") || strings.Count(logs, `"level":"WARN"`) != 2 {
-		t.Errorf("another failed command is not logged as a warning, header and message:\n%s", logs)
+	var warnings []string
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, `"level":"WARN"`) {
+			warnings = append(warnings, l)
+		}
+	}
+	if len(warnings) != 2 || !strings.Contains(warnings[0], "Response header") || !strings.Contains(warnings[1], "noSuchCommandHere") {
+		t.Errorf("want exactly the other failed command's header and message as warnings, got:\n%s", strings.Join(warnings, "\n"))
 	}
 }
 

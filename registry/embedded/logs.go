@@ -8,12 +8,20 @@ import (
 )
 
 // quietEndSessions wraps the handler FerretDB logs to, lowering to debug
-// exactly one known answer: "no such command: 'endSessions'". The Go
-// driver sends endSessions from Client.Disconnect whenever it used a
-// session (there is no option to stop it), FerretDB v1 does not implement
-// the command, and it logs every failed command at warn, as two records: a
-// header, then the message. So every clean shutdown warned. Any other
-// failed command still reaches h at warn, header and message both.
+// exactly two known warnings that healthy use produces:
+//
+//   - the answer "no such command: 'endSessions'". The Go driver sends
+//     endSessions from Client.Disconnect whenever it used a session (there
+//     is no option to stop it), FerretDB v1 does not implement the command,
+//     and it logs every failed command at warn, as two records: a header,
+//     then the message. So every clean shutdown warned.
+//   - "Failed to set deadline: … use of closed network connection": when a
+//     connection ends, FerretDB v1's clientconn closes it and cancels its
+//     context at once, and a goroutine that picks the cancellation sets a
+//     deadline on the already closed connection (a race, on any connection).
+//
+// Any other failed command still reaches h at warn, header and message
+// both, as does any other warning.
 func quietEndSessions(h slog.Handler) slog.Handler {
 	return &endSessionsFilter{h: h, st: &filterState{}}
 }
@@ -35,6 +43,8 @@ const (
 	responseHeader  = "Response header: "
 	responseMessage = "Response message:"
 	endSessionsErr  = `"errmsg": "no such command: 'endSessions'"`
+	setDeadline     = "Failed to set deadline: "
+	closedConn      = "use of closed network connection"
 )
 
 func (f *endSessionsFilter) Enabled(ctx context.Context, l slog.Level) bool {
@@ -52,6 +62,9 @@ func (f *endSessionsFilter) Handle(ctx context.Context, r slog.Record) error {
 		return f.flush(ctx, held)
 	}
 	f.st.mu.Unlock()
+	if r.Level == slog.LevelWarn && strings.HasPrefix(r.Message, setDeadline) && strings.HasSuffix(r.Message, closedConn) {
+		r.Level = slog.LevelDebug
+	}
 	if held != nil && strings.HasPrefix(r.Message, responseMessage) && strings.Contains(r.Message, endSessionsErr) {
 		held.Level, r.Level = slog.LevelDebug, slog.LevelDebug
 	}
