@@ -23,6 +23,10 @@ type problem struct {
 	Detail     string
 	Code       string // machine-readable reason, e.g. "invalid_grant"
 	RetryAfter int    // seconds; 0 means no Retry-After header
+	// Expected marks a 5xx that is a configured state rather than a
+	// failure (format-only mode refusing a push): logged at info, not as
+	// an error.
+	Expected bool
 }
 
 // apiError is an error a handler raises itself with an exact answer.
@@ -58,7 +62,7 @@ var classifications = []classification{
 	{registry.ErrBadCursor, problem{Status: http.StatusBadRequest, Title: "Bad Request", Code: "invalid_cursor", Detail: "the cursor is not one this server handed out"}},
 	{auth.ErrBadCursor, problem{Status: http.StatusBadRequest, Title: "Bad Request", Code: "invalid_cursor", Detail: "the cursor is not one this server handed out"}},
 	{push.ErrPayloadInvalid, problem{Status: http.StatusBadRequest, Title: "Bad Request", Code: "invalid_payload"}},
-	{push.ErrNotConfigured, problem{Status: http.StatusServiceUnavailable, Title: "Service Unavailable", Code: "push_not_configured", Detail: "FCM is not configured (format-only mode), so nothing can be sent; set PUSHREG_FCM_CREDENTIALS_FILE or PUSHREG_FCM_ENDPOINT"}},
+	{push.ErrNotConfigured, problem{Status: http.StatusServiceUnavailable, Title: "Service Unavailable", Code: "push_not_configured", Detail: "FCM is not configured (format-only mode), so nothing can be sent; set PUSHREG_FCM_CREDENTIALS_FILE or PUSHREG_FCM_ENDPOINT", Expected: true}},
 	{push.ErrUnknownUser, problem{Status: http.StatusNotFound, Title: "Not Found", Code: "not_found", Detail: "no such user"}},
 	{registry.ErrIdempotencyMismatch, problem{Status: http.StatusUnprocessableEntity, Title: "Unprocessable Entity", Code: "idempotency_key_reused", Detail: "the Idempotency-Key was already used for a different request"}},
 	{registry.ErrIdempotencyInProgress, problem{Status: http.StatusConflict, Title: "Conflict", Code: "idempotency_in_progress", Detail: "a request with this Idempotency-Key is still in progress; retry when it is done", RetryAfter: 1}},
@@ -103,6 +107,12 @@ func toProblem(err error) problem {
 	return problem{Status: http.StatusInternalServerError, Title: "Internal Server Error", Detail: "internal error"}
 }
 
+// markExpected tells the access log that this answer's 5xx status is an
+// expected state, not a failure.
+func markExpected(c echo.Context) { c.Set("expected_status", true) }
+
+func isExpected(c echo.Context) bool { b, _ := c.Get("expected_status").(bool); return b }
+
 // renderer writes a problem in the shape a route family uses.
 type renderer func(c echo.Context, p problem) error
 
@@ -132,7 +142,10 @@ func errorHandler(base *slog.Logger) func(error, echo.Context) {
 			return
 		}
 		p := toProblem(err)
-		if p.Status >= 500 {
+		if p.Expected {
+			markExpected(c)
+		}
+		if p.Status >= 500 && !p.Expected {
 			// Domain errors never carry secrets; they say what failed.
 			logger(c, base).Error("request failed", "route", c.Path(), "status", p.Status, "error", err.Error())
 		}

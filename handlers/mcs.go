@@ -27,6 +27,11 @@ const mcsAPIVersion = "0.0.1"
 // codeMCSClient is the problem of an app MCS does not let in.
 const codeMCSClient = "mcs_invalid_client"
 
+// codeMCSScope is the problem of an app whose credentials are right but
+// which lacks the mcs scope: telling it its credentials are missing would
+// send its developer looking in the wrong place.
+const codeMCSScope = "mcs_scope_missing"
+
 // mcsTokenMessages say why a user token was refused.
 var mcsTokenMessages = map[string]string{
 	"invalid_token":   "Invalid user token",
@@ -74,11 +79,14 @@ func (s *server) mcsApp(next echo.HandlerFunc) echo.HandlerFunc {
 			return refused
 		}
 		app, err := s.auth.AuthenticateApp(c.Request().Context(), id, secret)
-		if errors.Is(err, auth.ErrInvalidCredentials) || (err == nil && !app.HasScope(auth.ScopeMCS)) {
+		if errors.Is(err, auth.ErrInvalidCredentials) {
 			return refused
 		}
 		if err != nil {
 			return err
+		}
+		if !app.HasScope(auth.ScopeMCS) {
+			return errorf(http.StatusForbidden, codeMCSScope, "The app lacks the mcs scope; an admin can create an app with it")
 		}
 		return next(c)
 	}

@@ -51,7 +51,8 @@ func logger(c echo.Context, base *slog.Logger) *slog.Logger {
 	return base
 }
 
-// accessLog logs one line per request: method, route, status, duration.
+// accessLog logs one line per request: method, route, status, duration in
+// milliseconds.
 // It logs the route pattern, never the query string, which could carry
 // credentials.
 func accessLog(base *slog.Logger) echo.MiddlewareFunc {
@@ -64,14 +65,14 @@ func accessLog(base *slog.Logger) echo.MiddlewareFunc {
 			}
 			status := c.Response().Status
 			level := slog.LevelInfo
-			if status >= 500 {
+			if status >= 500 && !isExpected(c) {
 				level = slog.LevelError
 			}
 			logger(c, base).LogAttrs(c.Request().Context(), level, "request",
 				slog.String("method", c.Request().Method),
 				slog.String("route", c.Path()),
 				slog.Int("status", status),
-				slog.Duration("duration", time.Since(start)),
+				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 				slog.String("remote", c.RealIP()),
 			)
 			return nil

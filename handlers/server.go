@@ -160,6 +160,11 @@ func New(cfg Config) (*echo.Echo, error) {
 	return e, nil
 }
 
+// ErrStarting is what Config.Ready wraps while the service is still
+// setting up its store: /readyz answers 503, but logs it as the expected
+// state it is.
+var ErrStarting = errors.New("starting")
+
 // readyz answers anyone, so it says what is not ready in a few words and
 // leaves the details (addresses, the driver's topology) to the log.
 func readyz(ready func(context.Context) error, log *slog.Logger) echo.HandlerFunc {
@@ -167,7 +172,13 @@ func readyz(ready func(context.Context) error, log *slog.Logger) echo.HandlerFun
 		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 		defer cancel()
 		if err := ready(ctx); err != nil {
-			logger(c, log).Warn("not ready", "error", err.Error())
+			level := slog.LevelWarn
+			if errors.Is(err, ErrStarting) {
+				// Probes poll while the indexes are made: that is no fault.
+				level = slog.LevelInfo
+				markExpected(c)
+			}
+			logger(c, log).Log(ctx, level, "not ready", "error", err.Error())
 			return c.JSON(http.StatusServiceUnavailable, map[string]string{
 				"status": "unavailable", "reason": notReadyReason(err),
 			})

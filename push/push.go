@@ -191,7 +191,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		opts = []option.ClientOption{option.WithCredentialsFile(file)}
 	default:
 		c.mode = ModeFormatOnly
-		c.log.Warn("push: no Firebase credentials or endpoint configured: tokens are checked for shape only and nothing can be sent")
+		// Info, not a warning: it is the documented development default,
+		// and the log says plainly what it means.
+		c.log.Info("push: no Firebase credentials or endpoint configured: tokens are checked for shape only and nothing can be sent")
 		return c, nil
 	}
 	// pushreg sets up no OpenTelemetry, yet the SDK's HTTP client wraps

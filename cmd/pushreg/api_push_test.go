@@ -580,6 +580,12 @@ func TestPushFormatOnlyMode(t *testing.T) {
 	// A bad payload is still a bad payload.
 	a.must(http.StatusBadRequest, request{method: "POST", path: messagesPath(uid), header: bearer(a.admin()),
 		body: map[string]any{"data": map[string]string{"from": "x"}}})
+	// The 503s are the configured state, not failures.
+	for _, line := range strings.Split(a.logs.String(), "\n") {
+		if strings.Contains(line, `"level":"ERROR"`) || strings.Contains(line, `"level":"WARN"`) {
+			t.Errorf("format-only mode refusing a push logged %s", line)
+		}
+	}
 }
 
 func TestMessagesToManyUsers(t *testing.T) {

@@ -547,6 +547,7 @@ func TestMCSStyle(t *testing.T) {
 	live := styleStr(t, a.must(http.StatusOK, signIn(app, map[string]string{"username": "mia", "password": "mia-password"})).json(t)["results"].(map[string]any), "token")
 
 	clientErr := `{"apiVersion": "0.0.1", "code": 401, "message": "Invalid or missing client_id parameter", "statusCode": 401, "options": {}}`
+	scopeErr := `{"apiVersion": "0.0.1", "code": 403, "message": "The app lacks the mcs scope; an admin can create an app with it", "statusCode": 403, "options": {}}`
 	mia := map[string]string{"username": "mia", "password": "mia-password"}
 	refusals := []struct {
 		label  string
@@ -557,10 +558,10 @@ func TestMCSStyle(t *testing.T) {
 		{"sign in: no authorization", signIn("", mia), 401, clientErr},
 		{"sign in: not base64", signIn("Basic !!!", mia), 401, clientErr},
 		{"sign in: wrong app secret", signIn(wrongSecret, mia), 401, clientErr},
-		{"sign in: app without the mcs scope", signIn(noScope, mia), 401, clientErr},
+		{"sign in: app without the mcs scope", signIn(noScope, mia), 403, scopeErr},
 		{"sign in: revoked app", signIn(revokedApp, mia), 401, clientErr},
 		{"refresh: no authorization", refresh("", live), 401, clientErr},
-		{"refresh: app without the mcs scope", refresh("Basic "+noScope, live), 401, clientErr},
+		{"refresh: app without the mcs scope", refresh("Basic "+noScope, live), 403, scopeErr},
 		{"refresh: invalid user token", refresh(app, "prt_forged"), 401,
 			`{"apiVersion": "0.0.1", "code": 401, "message": "Invalid user token", "statusCode": 401, "options": {}}`},
 		{"refresh: no token", call("/oauth/login/thirdpart/refresh", app, map[string]string{}), 400,

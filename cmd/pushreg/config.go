@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pushreg/pushreg/auth"
+	"github.com/pushreg/pushreg/push"
 	"github.com/pushreg/pushreg/registry/mongodb"
 )
 
@@ -86,7 +88,7 @@ var allStyles = []string{"kecak", "duktig", "abitmedia", "kalsel", "mcs"}
 // settings lists every variable; the README's configuration table is this list.
 func settings() []setting {
 	return []setting{
-		{"PUSHREG_ADDR", "127.0.0.1:8080", "address the HTTP server listens on", str(func(c *config) *string { return &c.Addr })},
+		{"PUSHREG_ADDR", "127.0.0.1:8080", "address the HTTP server listens on", hostPort(func(c *config) *string { return &c.Addr })},
 		{"PUSHREG_PUBLIC_URL", "", "URL clients reach pushreg at (default http://ADDR)", urlValue(func(c *config) *string { return &c.PublicURL })},
 		{"PUSHREG_MONGODB_URI", "", "MongoDB URI; empty starts the embedded FerretDB store", str(func(c *config) *string { return &c.MongoURI })},
 		{"PUSHREG_MONGODB_DATABASE", "pushreg", "database name", nonEmpty(func(c *config) *string { return &c.MongoDatabase })},
@@ -95,8 +97,8 @@ func settings() []setting {
 		{"PUSHREG_LOG_LEVEL", "info", "debug, info, warn or error", func(c *config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
 		{"PUSHREG_LOG_FORMAT", "", "json or text (default text on a terminal, json otherwise)", oneOf(func(c *config) *string { return &c.LogFormat }, "", "json", "text")},
 		{"PUSHREG_SHUTDOWN_TIMEOUT", "10s", "how long shutdown waits for in-flight requests", duration(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
-		{"PUSHREG_PPROF_ADDR", "", "loopback address to serve Go's profiler (/debug/pprof/) on; empty: off", str(func(c *config) *string { return &c.PprofAddr })},
-		{"PUSHREG_METRICS_ADDR", "", "address to serve /metrics on, apart from the API; empty: the API's own listener", str(func(c *config) *string { return &c.MetricsAddr })},
+		{"PUSHREG_PPROF_ADDR", "", "loopback address to serve Go's profiler (/debug/pprof/) on; empty: off", loopbackAddr(func(c *config) *string { return &c.PprofAddr })},
+		{"PUSHREG_METRICS_ADDR", "", "address to serve /metrics on, apart from the API; empty: the API's own listener", hostPort(func(c *config) *string { return &c.MetricsAddr })},
 		{"PUSHREG_SWEEP_INTERVAL", "1h", "how often the sweeper marks stale tokens, deletes expired devices, ended sessions and old events, and re-validates unverified tokens", duration(func(c *config) *time.Duration { return &c.SweepInterval })},
 		{"PUSHREG_SESSION_RETENTION", "30d", "how long a session is kept after it ended (revoked or expired); its login leaves the audit trail with it", duration(func(c *config) *time.Duration { return &c.SessionRetention })},
 		{"PUSHREG_EVENT_RETENTION", "90d", "how long an audit event is kept", duration(func(c *config) *time.Duration { return &c.EventRetention })},
@@ -131,29 +133,45 @@ func settings() []setting {
 	}
 }
 
+// errHelp is loadConfig's answer to -h: the usage went to stdout, and run
+// ends without error.
+var errHelp = errors.New("help requested")
+
 // loadConfig reads every setting from the environment, then from flags of
-// the same name. A bad value is an error naming the variable.
-func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+// the same name, and validates them all, so that a bad value stops
+// start-up before anything is opened or created. A bad value is an error
+// naming the variable.
+func loadConfig(args []string, getenv func(string) string, stdout io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("pushreg", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// The flag package would print an error and the whole usage; a bad
+	// flag is one line, like any bad setting.
+	fs.SetOutput(io.Discard)
 	ss := settings()
 	values := make([]*string, len(ss))
 	for i, s := range ss {
-		v := s.def
-		if e := getenv(s.env); e != "" {
-			v = e
-		}
-		values[i] = fs.String(s.flagName(), v, fmt.Sprintf("%s (env %s)", s.usage, s.env))
+		// The default shown by -h is the built-in one, never the
+		// environment's value, which may be a password or a URI with one.
+		values[i] = fs.String(s.flagName(), s.def, fmt.Sprintf("%s (env %s)", s.usage, s.env))
 	}
 	if err := fs.Parse(normalizeFlags(args)); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout, fs)
+			return nil, errHelp
+		}
+		return nil, fmt.Errorf("%v (see pushreg --help)", err)
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return nil, fmt.Errorf("unexpected argument %q (see pushreg --help)", fs.Arg(0))
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	c := &config{}
 	for i, s := range ss {
-		if err := s.parse(c, *values[i]); err != nil {
+		v := *values[i]
+		if e := getenv(s.env); e != "" && !set[s.flagName()] {
+			v = e
+		}
+		if err := s.parse(c, v); err != nil {
 			return nil, fmt.Errorf("%s: %w", s.env, err)
 		}
 	}
@@ -163,18 +181,84 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 	if c.Issuer == "" {
 		c.Issuer = c.PublicURL
 	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// validate checks what no single setting's parser can: settings that go
+// together, and files that must be readable.
+func (c *config) validate() error {
 	if (c.AdminUsername == "") != (c.AdminPassword == "") {
-		return nil, errors.New("PUSHREG_ADMIN_USERNAME and PUSHREG_ADMIN_PASSWORD must be set together")
+		return errors.New("PUSHREG_ADMIN_USERNAME and PUSHREG_ADMIN_PASSWORD must be set together")
 	}
 	if c.AdminPassword != "" && len(c.AdminPassword) < 8 {
 		// Caught here, not when the bootstrap fails in the background and
 		// leaves the service unready.
-		return nil, errors.New("PUSHREG_ADMIN_PASSWORD: must be at least 8 characters")
+		return errors.New("PUSHREG_ADMIN_PASSWORD: must be at least 8 characters")
 	}
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		return nil, fmt.Errorf("PUSHREG_ADDR: %w", err)
+	if c.JWTKeysFile != "" {
+		// Reading only: with files given, nothing is generated.
+		if _, err := auth.LoadOrGenerateKeys(c.JWTKeysFile, ""); err != nil {
+			return fmt.Errorf("PUSHREG_JWT_KEYS_FILE: %w", err)
+		}
 	}
-	return c, nil
+	// push.New reads the credentials file and checks the combination
+	// (endpoint or credentials, project ID with credentials) without
+	// reaching the network; the client made here is thrown away.
+	if _, err := push.New(context.Background(), c.pushConfig(slog.New(slog.DiscardHandler), time.Now)); err != nil {
+		return fmt.Errorf("FCM settings (PUSHREG_FCM_*): %w", err)
+	}
+	return nil
+}
+
+// pushConfig is the push client's configuration.
+func (c *config) pushConfig(log *slog.Logger, now func() time.Time) push.Config {
+	return push.Config{
+		ProjectID:                    c.FCMProjectID,
+		CredentialsFile:              c.FCMCredentialsFile,
+		GoogleApplicationCredentials: c.GoogleCredentials,
+		Endpoint:                     c.FCMEndpoint,
+		ValidateTimeout:              c.FCMValidateTimeout,
+		ValidateCacheTTL:             c.FCMValidateCache,
+		MaxAttempts:                  c.PushMaxAttempts,
+		Concurrency:                  c.PushConcurrency,
+		Logger:                       log,
+		Now:                          now,
+	}
+}
+
+// printUsage writes -h's answer: how to run the service, the admin
+// commands (from the CLI's own table, so a new one shows here), and the
+// settings.
+func printUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintln(w, "Usage:")
+	fmt.Fprintln(w, "  pushreg [serve] [flags]     run the service (every flag is also an environment variable)")
+	var groups []string
+	verbs := map[string][]string{}
+	for _, c := range cliCommands() {
+		if _, seen := verbs[c.group]; !seen {
+			groups = append(groups, c.group)
+		}
+		if c.verb != "" {
+			verbs[c.group] = append(verbs[c.group], c.verb)
+		} else if verbs[c.group] == nil {
+			verbs[c.group] = []string{}
+		}
+	}
+	for _, g := range groups {
+		cmd := g
+		if len(verbs[g]) > 0 {
+			cmd += " " + strings.Join(verbs[g], "|")
+		}
+		fmt.Fprintf(w, "  pushreg %s\n", cmd)
+	}
+	fmt.Fprintln(w, "Admin commands talk to a running pushreg; pushreg COMMAND -h describes each.")
+	fmt.Fprintln(w, "\nFlags (defaults are the built-in ones; the environment's values are not shown):")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
 }
 
 // normalizeFlags accepts --mongodb_uri as well as --mongodb-uri.
@@ -199,6 +283,32 @@ func normalizeFlags(args []string) []string {
 
 func str(field func(*config) *string) func(*config, string) error {
 	return func(c *config, v string) error { *field(c) = v; return nil }
+}
+
+// hostPort accepts host:port (or :port); empty stays empty.
+func hostPort(field func(*config) *string) func(*config, string) error {
+	return func(c *config, v string) error {
+		if v != "" {
+			if _, _, err := net.SplitHostPort(v); err != nil {
+				return fmt.Errorf("%q is not host:port (%v)", v, err)
+			}
+		}
+		*field(c) = v
+		return nil
+	}
+}
+
+// loopbackAddr accepts a loopback host:port, or empty. It serves the
+// profiler, whose profiles show the process's internals: reach it through
+// a tunnel.
+func loopbackAddr(field func(*config) *string) func(*config, string) error {
+	return func(c *config, v string) error {
+		if v != "" && !isLoopback(v) {
+			return fmt.Errorf("%q is not a loopback address (127.0.0.1:PORT, [::1]:PORT or localhost:PORT)", v)
+		}
+		*field(c) = v
+		return nil
+	}
 }
 
 func nonEmpty(field func(*config) *string) func(*config, string) error {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pushreg/pushreg/auth"
+	"github.com/pushreg/pushreg/handlers"
 	"github.com/pushreg/pushreg/registry"
 	"github.com/pushreg/pushreg/registry/embedded"
 	"github.com/pushreg/pushreg/registry/mongodb"
@@ -65,9 +66,36 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && args[0] == "serve" {
 		args = args[1:]
 	}
-	cfg, err := loadConfig(args, getenv, stderr)
+	if len(args) > 0 && args[0] == "help" {
+		args = []string{"--help"}
+	}
+	cfg, err := loadConfig(args, getenv, stdout)
+	if errors.Is(err, errHelp) {
+		return nil
+	}
 	if err != nil {
 		return err
+	}
+	// The listeners come before the store, so that an address in use stops
+	// start-up with one line, having created nothing.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("PUSHREG_ADDR: listen on %s: %w", cfg.Addr, err)
+	}
+	defer ln.Close()
+	var metricsLn net.Listener
+	if cfg.MetricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("PUSHREG_METRICS_ADDR: listen on %s: %w", cfg.MetricsAddr, err)
+		}
+		defer metricsLn.Close()
+	}
+	var pprofLn net.Listener
+	if cfg.PprofAddr != "" {
+		if pprofLn, err = net.Listen("tcp", cfg.PprofAddr); err != nil {
+			return fmt.Errorf("PUSHREG_PPROF_ADDR: listen on %s: %w", cfg.PprofAddr, err)
+		}
+		defer pprofLn.Close()
 	}
 	log := newLogger(cfg.LogFormat, cfg.LogLevel, stdout)
 
@@ -92,23 +120,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer app.close()
 
-	if cfg.PprofAddr != "" {
-		stop, err := servePprof(cfg.PprofAddr, log)
-		if err != nil {
-			return err
-		}
-		defer stop()
+	if pprofLn != nil {
+		defer servePprof(pprofLn, log)()
 	}
-	if cfg.MetricsAddr != "" {
-		stop, err := serveMetrics(cfg.MetricsAddr, app.metrics, log)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	if metricsLn != nil {
+		defer serveMetrics(metricsLn, app.metrics, log)()
 	}
 	server := &http.Server{
 		Handler:           app.handler,
@@ -248,6 +264,6 @@ func (ix *indexer) ready() error {
 	case <-ix.done:
 		return nil
 	default:
-		return fmt.Errorf("indexes not created yet: %w", mongodb.ErrUnavailable)
+		return fmt.Errorf("indexes not created yet: %w: %w", handlers.ErrStarting, mongodb.ErrUnavailable)
 	}
 }

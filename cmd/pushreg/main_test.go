@@ -25,6 +25,9 @@ type process struct {
 	url    string
 	cancel context.CancelFunc
 	done   chan error
+	logs   syncBuffer
+	// logsRead is closed once every line the service wrote has been read.
+	logsRead chan struct{}
 }
 
 // startService runs pushreg with env and waits for its "listening" line.
@@ -37,7 +40,7 @@ func startService(t *testing.T, env map[string]string) *process {
 	env["PUSHREG_LOG_FORMAT"] = "json"
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &process{cancel: cancel, done: make(chan error, 1)}
+	s := &process{cancel: cancel, done: make(chan error, 1), logsRead: make(chan struct{})}
 	go func() {
 		err := run(ctx, nil, func(k string) string { return env[k] }, pw, io.Discard)
 		pw.CloseWithError(err)
@@ -45,13 +48,17 @@ func startService(t *testing.T, env map[string]string) *process {
 	}()
 	addr := make(chan string, 1)
 	go func() {
+		defer close(s.logsRead)
 		sc := bufio.NewScanner(pr)
+		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
+			s.logs.Write(append(sc.Bytes(), '\n'))
 			var line struct{ Msg, Addr string }
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "pushreg listening" {
 				addr <- line.Addr
 			}
 		}
+		io.Copy(io.Discard, pr) // a line too long for the scanner must not block the service
 		close(addr)
 	}()
 	select {

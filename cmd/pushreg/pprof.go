@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -11,19 +10,12 @@ import (
 	"time"
 )
 
-// servePprof serves Go's profiler on addr, apart from the API. Profiles
-// show the process's internals, so addr must be a loopback address
-// (reach it through a tunnel), and the command line, which may hold
-// secrets given as flags, is not served. It returns a function that stops
-// the profiler.
-func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
-	if !isLoopback(addr) {
-		return nil, fmt.Errorf("PUSHREG_PPROF_ADDR: %q is not a loopback address (127.0.0.1:PORT, [::1]:PORT or localhost:PORT)", addr)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen for pprof on %s: %w", addr, err)
-	}
+// servePprof serves Go's profiler on ln, apart from the API. Profiles
+// show the process's internals, so configuration allows only a loopback
+// address (reach it through a tunnel), and the command line, which may
+// hold secrets given as flags, is not served. It returns a function that
+// stops the profiler.
+func servePprof(ln net.Listener, log *slog.Logger) (stop func()) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -41,17 +33,13 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
-	}, nil
+	}
 }
 
-// serveMetrics serves the Prometheus metrics on addr, apart from the API,
+// serveMetrics serves the Prometheus metrics on ln, apart from the API,
 // so that a deployment can keep them off the public listener. It returns a
 // function that stops serving them.
-func serveMetrics(addr string, metrics http.Handler, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("PUSHREG_METRICS_ADDR: listen on %s: %w", addr, err)
-	}
+func serveMetrics(ln net.Listener, metrics http.Handler, log *slog.Logger) (stop func()) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metrics)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
@@ -65,7 +53,7 @@ func serveMetrics(addr string, metrics http.Handler, log *slog.Logger) (stop fun
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
-	}, nil
+	}
 }
 
 func isLoopback(addr string) bool {

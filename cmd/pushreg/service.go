@@ -123,18 +123,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, st store, now fun
 		Now:               now,
 	})
 
-	fcm, err := push.New(ctx, push.Config{
-		ProjectID:                    cfg.FCMProjectID,
-		CredentialsFile:              cfg.FCMCredentialsFile,
-		GoogleApplicationCredentials: cfg.GoogleCredentials,
-		Endpoint:                     cfg.FCMEndpoint,
-		ValidateTimeout:              cfg.FCMValidateTimeout,
-		ValidateCacheTTL:             cfg.FCMValidateCache,
-		MaxAttempts:                  cfg.PushMaxAttempts,
-		Concurrency:                  cfg.PushConcurrency,
-		Logger:                       log.With("component", "push"),
-		Now:                          now,
-	})
+	fcm, err := push.New(ctx, cfg.pushConfig(log.With("component", "push"), now))
 	if err != nil {
 		a.close()
 		return nil, err

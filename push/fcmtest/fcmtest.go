@@ -11,7 +11,8 @@
 // Every token succeeds unless told otherwise. Behaviour is programmed per token
 // (SetTokenError, SetTokenSequence) or for the whole server (SetDown,
 // SetLatency, SetRetryAfter), and everything received is recorded (Requests,
-// Stats). A Server is safe for concurrent use.
+// Stats, Observe, and GET /messages, newest first). A Server is safe for
+// concurrent use.
 //
 // The double checks no credentials, as the Firebase emulators do not.
 package fcmtest
@@ -160,6 +161,7 @@ type Server struct {
 	retryAfter time.Duration // on QUOTA_EXCEEDED answers
 	retry503   time.Duration // on UNAVAILABLE answers
 	noRecord   bool
+	observe    func(Request)
 	requests   []Request
 	arrived    chan struct{} // closed and replaced at every arrival
 	stats      Stats
@@ -397,10 +399,68 @@ func (r Request) clone() Request {
 	return c
 }
 
+// Observe makes f be called with every request the Server answers, as it
+// answers it (outside the Server's lock, so f may call the Server), even
+// while recording is off. A program such as cmd/fcmdouble logs them so.
+func (s *Server) Observe(f func(Request)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.observe = f
+}
+
+// TokenPrefix is the start of an FCM token, enough to tell devices apart in
+// a log or a listing without showing the device's whole push address.
+func TokenPrefix(token string) string {
+	const n = 12
+	if len(token) <= n {
+		return token
+	}
+	return token[:n] + "…"
+}
+
 func (s *Server) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/projects/{project}/{method}", s.serveSend)
+	mux.HandleFunc("GET /messages", s.serveMessages)
 	return mux
+}
+
+// listedMessage is one request as GET /messages lists it.
+type listedMessage struct {
+	Time         time.Time                  `json:"time"`
+	Project      string                     `json:"project"`
+	Token        string                     `json:"token"` // TokenPrefix
+	ValidateOnly bool                       `json:"validate_only"`
+	Answer       Code                       `json:"answer"`
+	Status       int                        `json:"status"`
+	Message      map[string]json.RawMessage `json:"message,omitempty"`
+}
+
+// serveMessages lists the recorded requests, newest first, so that a
+// developer pointing pushreg at the double sees what arrived. A token is
+// shown by its prefix only, in message.token too.
+func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request) {
+	reqs := s.Requests()
+	out := make([]listedMessage, 0, len(reqs))
+	for i := len(reqs) - 1; i >= 0; i-- {
+		q := reqs[i]
+		m := listedMessage{Time: q.Time, Project: q.Project, Token: TokenPrefix(q.Token), ValidateOnly: q.ValidateOnly,
+			Answer: q.Answer, Status: q.Status}
+		if json.Unmarshal(q.Message, &m.Message) == nil {
+			if _, ok := m.Message["token"]; ok {
+				m.Message["token"], _ = json.Marshal(m.Token)
+			}
+		}
+		out = append(out, m)
+	}
+	// Indented: a developer reads this with curl.
+	b, err := json.MarshalIndent(map[string]any{"messages": out}, "", "  ")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+	w.Write(append(b, '\n'))
 }
 
 // sendRequest is the body of messages:send.
@@ -441,7 +501,9 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request) {
 	var req sendRequest
 	var msg target
 	if err := json.Unmarshal(body, &req); err != nil || len(req.Message) == 0 || json.Unmarshal(req.Message, &msg) != nil {
-		s.record(Request{Project: r.PathValue("project"), Time: arrived, Answer: InvalidMessage, Status: http.StatusBadRequest})
+		rec := Request{Project: r.PathValue("project"), Time: arrived, Answer: InvalidMessage, Status: http.StatusBadRequest}
+		s.record(rec)
+		s.notify(rec)
 		writeStatus(w, http.StatusBadRequest, "INVALID_ARGUMENT", "Invalid JSON payload received.", nil)
 		return
 	}
@@ -475,6 +537,7 @@ func (s *Server) respond(w http.ResponseWriter, rec Request, msg target) {
 	rec.Answer, rec.Status = rep.code, rep.status
 	s.recordLocked(rec)
 	s.mu.Unlock()
+	s.notify(rec)
 
 	if rep.status == http.StatusOK {
 		writeJSON(w, http.StatusOK, map[string]string{"name": rep.name})
@@ -611,6 +674,16 @@ func (s *Server) leave() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.inFlight--
+}
+
+// notify passes rec to the Observe function, if any.
+func (s *Server) notify(rec Request) {
+	s.mu.Lock()
+	f := s.observe
+	s.mu.Unlock()
+	if f != nil {
+		f(rec.clone())
+	}
 }
 
 func (s *Server) record(rec Request) {

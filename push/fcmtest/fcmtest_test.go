@@ -2,6 +2,7 @@ package fcmtest_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -319,5 +320,56 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 	if s := srv.Stats(); s.Requests != 40 || s.Failed != 20 || s.Sent != 20 {
 		t.Errorf("Stats = %+v, want 40 requests, 20 failed, 20 sent", s)
+	}
+}
+
+// GET /messages lists what arrived, newest first, with tokens cut to a
+// prefix; Observe sees each request as it is answered.
+func TestMessagesListAndObserve(t *testing.T) {
+	t.Parallel()
+	srv := fcmtest.New(t)
+	var mu sync.Mutex
+	var seen []string
+	srv.Observe(func(r fcmtest.Request) { mu.Lock(); seen = append(seen, r.Token); mu.Unlock() })
+	mc := sdk(t, srv, srv.ProjectID())
+	ctx := context.Background()
+	const first, second = "first-device-token:APA91bAAAAAAAAAAAA", "second-device-token:APA91bBBBBBBBBBBBB"
+	for _, tok := range []string{first, second} {
+		if _, err := mc.Send(ctx, &messaging.Message{Token: tok, Notification: &messaging.Notification{Title: "hi " + tok[:5]}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := http.Get(srv.URL() + "/messages")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Messages []struct {
+			Token   string `json:"token"`
+			Answer  string `json:"answer"`
+			Message struct {
+				Token        string            `json:"token"`
+				Notification map[string]string `json:"notification"`
+			} `json:"message"`
+		} `json:"messages"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /messages = %d, %v", resp.StatusCode, err)
+	}
+	if len(body.Messages) != 2 {
+		t.Fatalf("%d messages, want 2", len(body.Messages))
+	}
+	newest := body.Messages[0]
+	if newest.Token != fcmtest.TokenPrefix(second) || newest.Message.Token != newest.Token || newest.Message.Notification["title"] != "hi secon" || newest.Answer != "OK" {
+		t.Errorf("newest message = %+v, want the second, its token cut to %q", newest, fcmtest.TokenPrefix(second))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 2 || seen[0] != first || seen[1] != second {
+		t.Errorf("Observe saw %q, want both tokens in order", seen)
+	}
+	if strings.HasSuffix(fcmtest.TokenPrefix(second), "BBBB") {
+		t.Error("TokenPrefix keeps the whole token")
 	}
 }

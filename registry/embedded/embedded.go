@@ -41,7 +41,9 @@ type Server struct {
 	// dir holds the SQLite files; empty on PostgreSQL.
 	dir string
 	// pgURL is the PostgreSQL database's URL; empty on SQLite.
-	pgURL  string
+	pgURL string
+	// lock holds dir/LOCK (SQLite only) until Close.
+	lock   *os.File
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -62,9 +64,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 
 	var dir string
+	var lock *os.File
 	fcfg := &ferretdb.Config{
 		Listener: ferretdb.ListenerConfig{TCP: addr},
-		Logger:   logger,
+		Logger:   slog.New(quietEndSessions(logger.Handler())),
 	}
 	if cfg.PostgreSQLURL != "" {
 		fcfg.Handler = "postgresql"
@@ -78,6 +81,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("embedded: data directory: %w", err)
 		}
+		if lock, err = lockDir(dir); err != nil {
+			return nil, err
+		}
 		fcfg.Handler = "sqlite"
 		// FerretDB wants a directory URI with a trailing slash.
 		fcfg.SQLiteURL = (&url.URL{Scheme: "file", Path: dir + "/", OmitHost: true}).String()
@@ -85,11 +91,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 	f, err := newFerretDB(fcfg)
 	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
 		return nil, fmt.Errorf("embedded: start FerretDB: %w", err)
 	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
-	s := &Server{dir: dir, pgURL: cfg.PostgreSQLURL, cancel: cancel, done: make(chan struct{})}
+	s := &Server{dir: dir, pgURL: cfg.PostgreSQLURL, lock: lock, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		_ = f.Run(runCtx)
@@ -133,6 +142,9 @@ func (s *Server) Addr() string {
 func (s *Server) Close() {
 	s.cancel()
 	<-s.done
+	if s.lock != nil {
+		s.lock.Close()
+	}
 }
 
 func checkLoopback(addr string) error {
