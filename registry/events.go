@@ -65,18 +65,17 @@ func eventIndexes() []mongo.IndexModel {
 	}
 }
 
-// Upgrade drops the events index that earlier versions made, which the
-// trail's order no longer uses. It runs at every start.
+// Upgrade brings a store an earlier version wrote up to date: it drops
+// the events index the trail's order no longer uses, and moves devices
+// stored one document each into their users' documents (see
+// upgradeDevices). It runs at every start, in the background.
 func (s *Store) Upgrade(ctx context.Context) error {
 	err := s.events.Indexes().DropOne(ctx, "user_newest")
 	var ce mongo.CommandError
-	if errors.As(err, &ce) && (ce.Code == indexNotFound || ce.Code == namespaceNotFound) {
-		return nil
-	}
-	if err != nil {
+	if err != nil && !(errors.As(err, &ce) && (ce.Code == indexNotFound || ce.Code == namespaceNotFound)) {
 		return fmt.Errorf("registry: drop the old events index: %w", mongodb.Wrap(err))
 	}
-	return nil
+	return s.upgradeDevices(ctx)
 }
 
 // Server error codes Upgrade expects when there is nothing to drop.

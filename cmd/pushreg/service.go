@@ -55,6 +55,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, mongoURI string, 
 		SessionRetention:  cfg.SessionRetention,
 		EventRetention:    cfg.EventRetention,
 		Now:               now,
+		Writes:            cfg.storeWrites,
 	})
 
 	fcm, err := push.New(ctx, push.Config{
