@@ -64,6 +64,7 @@ type Store struct {
 	// hold up the others.
 	sweepMu        sync.Mutex
 	unverifiedFrom string
+	sweepBatch     int
 }
 
 // New returns a store on db. Call EnsureIndexes before serving, and
@@ -99,6 +100,7 @@ func New(db *mongo.Database, cfg Config) *Store {
 		writes:     cfg.Writes,
 		cfg:        cfg,
 		now:        now,
+		sweepBatch: sweepBatch,
 	}
 }
 

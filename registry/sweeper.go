@@ -49,7 +49,8 @@ type SweepResult struct {
 
 // sweepBatch bounds one sweep's work per kind; the next sweep continues.
 // The device searches count users (each with at most its device limit of
-// devices), re-validation counts tokens.
+// devices), re-validation counts tokens. Store.sweepBatch holds it, so
+// that tests can lower it.
 const sweepBatch = 1000
 
 // Sweep does token hygiene and keeps stored history bounded: tokens the
@@ -96,9 +97,10 @@ func (s *Store) Sweep(ctx context.Context, v Revalidator, ended EndedSessions) (
 }
 
 // dueUsers returns the documents of up to limit users matching filter, in
-// _id order.
-func (s *Store) dueUsers(ctx context.Context, filter bson.D, limit int) ([]userDoc, error) {
-	cur, err := s.users.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
+// the order of the indexed field sortBy, so that MongoDB reads them off
+// the index that serves filter instead of sorting every match.
+func (s *Store) dueUsers(ctx context.Context, filter bson.D, sortBy string, limit int) ([]userDoc, error) {
+	cur, err := s.users.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: sortBy, Value: 1}}).SetLimit(int64(limit)))
 	if err != nil {
 		return nil, fmt.Errorf("registry: sweep: %w", mongodb.Wrap(err))
 	}
@@ -112,7 +114,7 @@ func (s *Store) dueUsers(ctx context.Context, filter bson.D, limit int) ([]userD
 // markStale marks stale the pushable tokens of devices last seen before
 // cutoff, and returns how many it marked.
 func (s *Store) markStale(ctx context.Context, cutoff time.Time) (int, error) {
-	due, err := s.dueUsers(ctx, bson.D{{Key: "oldest_pushable_seen", Value: bson.D{{Key: "$lt", Value: cutoff}}}}, sweepBatch)
+	due, err := s.dueUsers(ctx, bson.D{{Key: "oldest_pushable_seen", Value: bson.D{{Key: "$lt", Value: cutoff}}}}, "oldest_pushable_seen", s.sweepBatch)
 	if err != nil {
 		return 0, err
 	}
@@ -145,7 +147,7 @@ func (s *Store) markStale(ctx context.Context, cutoff time.Time) (int, error) {
 // deleteExpired deletes the devices last seen before cutoff, and returns
 // how many it deleted.
 func (s *Store) deleteExpired(ctx context.Context, cutoff time.Time) (int, error) {
-	due, err := s.dueUsers(ctx, bson.D{{Key: "oldest_seen", Value: bson.D{{Key: "$lt", Value: cutoff}}}}, sweepBatch)
+	due, err := s.dueUsers(ctx, bson.D{{Key: "oldest_seen", Value: bson.D{{Key: "$lt", Value: cutoff}}}}, "oldest_seen", s.sweepBatch)
 	if err != nil {
 		return 0, err
 	}
@@ -177,14 +179,14 @@ func (s *Store) deleteExpired(ctx context.Context, cutoff time.Time) (int, error
 	return n, nil
 }
 
-// revalidate asks Firebase again about up to sweepBatch unverified tokens,
+// revalidate asks Firebase again about up to s.sweepBatch unverified tokens,
 // resuming after the last user the previous sweep reached, and returns
 // how many became valid and invalid.
 func (s *Store) revalidate(ctx context.Context, v Revalidator) (verified, invalidated int, err error) {
 	s.sweepMu.Lock()
 	defer s.sweepMu.Unlock()
 	due, err := s.dueUsers(ctx, bson.D{{Key: "unverified", Value: true},
-		{Key: "_id", Value: bson.D{{Key: "$gt", Value: s.unverifiedFrom}}}}, sweepBatch)
+		{Key: "_id", Value: bson.D{{Key: "$gt", Value: s.unverifiedFrom}}}}, "_id", s.sweepBatch)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -196,7 +198,7 @@ func (s *Store) revalidate(ctx context.Context, v Revalidator) (verified, invali
 			if d.TokenStatus != TokenUnverified || d.FCMToken == "" {
 				continue
 			}
-			if asked == sweepBatch {
+			if asked == s.sweepBatch {
 				stop = true
 				break
 			}
@@ -229,7 +231,7 @@ func (s *Store) revalidate(ctx context.Context, v Revalidator) (verified, invali
 		}
 		s.unverifiedFrom = du.ID
 	}
-	if len(due) < sweepBatch {
+	if len(due) < s.sweepBatch {
 		s.unverifiedFrom = "" // the end: start over next sweep
 	}
 	return verified, invalidated, nil
