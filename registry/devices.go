@@ -187,15 +187,17 @@ func (s *Store) Bind(ctx context.Context, b Binding) (BindResult, error) {
 		return BindResult{}, err
 	}
 	res, evicted, err := s.bindToken(ctx, b)
+	// A token taken from its earlier holder stays taken even if the bind
+	// then failed: the earlier owner's trail says so either way.
+	for _, d := range res.MovedFrom {
+		s.record(ctx, Event{UserID: d.UserID, Type: EventTokenMoved, Actor: b.Actor,
+			DeviceID: d.DeviceID, SessionID: d.SessionID, Outcome: "token now held by another device"})
+	}
 	if err != nil {
 		return res, err
 	}
 	// After the token's lock: no two token locks are ever held at once.
 	releaseErr := s.releaseTokens(ctx, evicted)
-	for _, d := range res.MovedFrom {
-		s.record(ctx, Event{UserID: d.UserID, Type: EventTokenMoved, Actor: b.Actor,
-			DeviceID: d.DeviceID, SessionID: d.SessionID, Outcome: "token now held by another device"})
-	}
 	if res.TokenChanged {
 		status := TokenUnverified
 		if b.Verified {
