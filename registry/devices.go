@@ -7,9 +7,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -54,58 +57,20 @@ type Device struct {
 	SessionID        string
 }
 
-// deviceDoc is a device as stored. The _id joins user and device ID so
-// that concurrent binds of one device meet on the primary key, and
-// token_key is unique so a token belongs to one device at a time; an
-// unbound device gets a token_key of its own so the index stays unique
-// without a sparse or partial index (FerretDB v1 supports neither).
-type deviceDoc struct {
-	ID               string      `bson:"_id"`
-	UserID           string      `bson:"user_id"`
-	DeviceID         string      `bson:"device_id"`
-	Platform         string      `bson:"platform"`
-	FCMToken         string      `bson:"fcm_token"`
-	TokenKey         string      `bson:"token_key"`
-	TokenStatus      TokenStatus `bson:"token_status"`
-	TokenValidatedAt time.Time   `bson:"token_validated_at"`
-	TokenUpdatedAt   time.Time   `bson:"token_updated_at"`
-	LastSeenAt       time.Time   `bson:"last_seen_at"`
-	CreatedAt        time.Time   `bson:"created_at"`
-	SessionID        string      `bson:"session_id"`
-}
-
-func (d *deviceDoc) device() Device {
-	return Device{
-		UserID:           d.UserID,
-		DeviceID:         d.DeviceID,
-		Platform:         d.Platform,
-		FCMToken:         d.FCMToken,
-		TokenStatus:      d.TokenStatus,
-		TokenValidatedAt: d.TokenValidatedAt,
-		TokenUpdatedAt:   d.TokenUpdatedAt,
-		LastSeenAt:       d.LastSeenAt,
-		CreatedAt:        d.CreatedAt,
-		SessionID:        d.SessionID,
-	}
-}
-
-func deviceKey(userID, deviceID string) string { return userID + "/" + deviceID }
-
-// TokenKey is the indexed stand-in for an FCM token.
+// TokenKey is the stand-in for an FCM token in stored documents: the _id
+// of the token's holder record, and the field touches compare.
 func TokenKey(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])
 }
 
-func unboundKey(id string) string { return "none:" + id }
-
-func deviceIndexes() []mongo.IndexModel {
+func userIndexes() []mongo.IndexModel {
+	// The sweeper's searches, on MongoDB (FerretDB v1 uses no index but
+	// _id's); no request needs any index but _id's.
 	return []mongo.IndexModel{
-		{Keys: bson.D{{Key: "token_key", Value: 1}}, Options: options.Index().SetUnique(true).SetName("token_key_unique")},
-		{Keys: bson.D{{Key: "user_id", Value: 1}, {Key: "last_seen_at", Value: -1}, {Key: "_id", Value: -1}}, Options: options.Index().SetName("user_last_seen")},
-		{Keys: bson.D{{Key: "session_id", Value: 1}}, Options: options.Index().SetName("session")},
-		{Keys: bson.D{{Key: "last_seen_at", Value: 1}}, Options: options.Index().SetName("last_seen")},
-		{Keys: bson.D{{Key: "token_status", Value: 1}}, Options: options.Index().SetName("token_status")},
+		{Keys: bson.D{{Key: "oldest_pushable_seen", Value: 1}}, Options: options.Index().SetName("oldest_pushable_seen")},
+		{Keys: bson.D{{Key: "oldest_seen", Value: 1}}, Options: options.Index().SetName("oldest_seen")},
+		{Keys: bson.D{{Key: "unverified", Value: 1}, {Key: "_id", Value: 1}}, Options: options.Index().SetName("unverified")},
 	}
 }
 
@@ -137,168 +102,274 @@ type BindResult struct {
 
 // Touch records that a device confirmed the token it already holds, for
 // the session. It reports false when the device does not hold that token,
-// in which case the caller binds instead. One round trip; two when a stale
-// token is confirmed without Firebase's word (it becomes unverified, and
-// pushable, again).
+// in which case the caller binds instead. On a shared store (MongoDB) it
+// updates the device in place: one round trip, two when a stale token is
+// confirmed without Firebase's word (it becomes unverified, and pushable,
+// again). On an exclusive store it reads the user's document and writes
+// it back: two round trips, each by _id.
 func (s *Store) Touch(ctx context.Context, b Binding) (bool, error) {
-	now := s.now()
-	filter := bson.M{"_id": deviceKey(b.UserID, b.DeviceID), "token_key": TokenKey(b.FCMToken)}
-	set := bson.M{"last_seen_at": now, "session_id": b.SessionID}
-	if b.Verified {
-		set["token_status"] = TokenValid
-		set["token_validated_at"] = now
-	} else {
-		filter["token_status"] = bson.M{"$ne": TokenStale}
+	if !s.writes.Exclusive {
+		return s.touchInPlace(ctx, b)
 	}
-	res, err := s.devices.updateOne(ctx, filter, bson.M{"$set": set})
-	if err == nil && res.MatchedCount == 0 && !b.Verified {
-		delete(filter, "token_status")
-		set["token_status"] = TokenUnverified
-		res, err = s.devices.updateOne(ctx, filter, bson.M{"$set": set})
-	}
+	now, key, f := s.now(), TokenKey(b.FCMToken), deviceField(b.DeviceID)
+	held := false
+	_, err := s.updateUser(ctx, b.UserID, func(u *userDoc) bool {
+		d, ok := u.Devices[f]
+		held = ok && d.holds(key)
+		if !held {
+			return false
+		}
+		d.LastSeenAt, d.SessionID = now, b.SessionID
+		if b.Verified {
+			d.TokenStatus, d.TokenValidatedAt = TokenValid, now
+		} else if d.TokenStatus == TokenStale {
+			d.TokenStatus = TokenUnverified
+		}
+		u.Devices[f] = d
+		return true
+	})
 	if err != nil {
-		return false, fmt.Errorf("registry: touch device: %w", mongodb.Wrap(err))
+		return false, fmt.Errorf("registry: touch device: %w", err)
 	}
-	return res.MatchedCount == 1, nil
+	return held, nil
+}
+
+// touchInPlace is Touch as one conditional update of the device's fields
+// by path. It bumps the version, so that a concurrent whole-document
+// write does not undo it, and lowers the summaries the sweeper searches
+// by only as far as a device seen now needs.
+func (s *Store) touchInPlace(ctx context.Context, b Binding) (bool, error) {
+	unlock, err := s.userLocks.Lock(ctx, b.UserID)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	now, f := s.now(), "devices."+deviceField(b.DeviceID)+"."
+	filter := bson.D{{Key: "_id", Value: b.UserID}, {Key: f + "token_key", Value: TokenKey(b.FCMToken)}}
+	set := bson.D{{Key: f + "last_seen_at", Value: now}, {Key: f + "session_id", Value: b.SessionID}}
+	if b.Verified {
+		set = append(set, bson.E{Key: f + "token_status", Value: TokenValid}, bson.E{Key: f + "token_validated_at", Value: now})
+	}
+	update := func(filter, set bson.D) (bool, error) {
+		res, err := s.users.UpdateOne(ctx, filter, bson.D{
+			{Key: "$set", Value: set},
+			{Key: "$inc", Value: bson.D{{Key: "v", Value: 1}}},
+			{Key: "$min", Value: bson.D{{Key: "oldest_pushable_seen", Value: now}}},
+		})
+		if err != nil {
+			return false, fmt.Errorf("registry: touch device: %w", mongodb.Wrap(err))
+		}
+		return res.MatchedCount == 1, nil
+	}
+	if b.Verified {
+		return update(filter, set)
+	}
+	ok, err := update(append(filter, bson.E{Key: f + "token_status", Value: bson.D{{Key: "$in", Value: bson.A{TokenValid, TokenUnverified}}}}), set)
+	if err != nil || ok {
+		return ok, err
+	}
+	// A stale token the app confirms is pushable again, as unverified.
+	return update(filter, append(set, bson.E{Key: f + "token_status", Value: TokenUnverified}, bson.E{Key: "unverified", Value: true}))
 }
 
 // Bind makes the device hold the token for the session, creating the
 // device if needed, taking the token from any other device that held it,
 // and evicting the least recently seen devices beyond the user's limit.
 // Concurrent binds of one device produce one record.
+//
+// A token moves in three steps, under the token's lock: (1) it is taken
+// from the device its holder record names, if that device still holds
+// it; (2) the holder record names the new device; (3) the new device gets
+// it. A failure between any two leaves at most one device holding the
+// token, and the same bind again finishes the move.
 func (s *Store) Bind(ctx context.Context, b Binding) (BindResult, error) {
 	if ok, err := s.Touch(ctx, b); err != nil || ok {
 		return BindResult{}, err
 	}
-	id := deviceKey(b.UserID, b.DeviceID)
-	key := TokenKey(b.FCMToken)
-	var res BindResult
-	for attempt := 0; attempt < 8; attempt++ {
-		now := s.now()
-		status, validatedAt := TokenUnverified, time.Time{}
+	res, evicted, err := s.bindToken(ctx, b)
+	// A token taken from its earlier holder stays taken even if the bind
+	// then failed: the earlier owner's trail says so either way.
+	for _, d := range res.MovedFrom {
+		s.record(ctx, Event{UserID: d.UserID, Type: EventTokenMoved, Actor: b.Actor,
+			DeviceID: d.DeviceID, SessionID: d.SessionID, Outcome: "token now held by another device"})
+	}
+	if err != nil {
+		return res, err
+	}
+	// After the token's lock: no two token locks are ever held at once.
+	releaseErr := s.releaseTokens(ctx, evicted)
+	if res.TokenChanged {
+		status := TokenUnverified
 		if b.Verified {
-			status, validatedAt = TokenValid, now
+			status = TokenValid
 		}
-		set := bson.M{
-			"user_id": b.UserID, "device_id": b.DeviceID,
-			"fcm_token": b.FCMToken, "token_key": key,
-			"token_status": status, "token_validated_at": validatedAt,
-			"token_updated_at": now, "last_seen_at": now, "session_id": b.SessionID,
-		}
-		if b.Platform != "" {
-			set["platform"] = b.Platform
-		}
-		var before deviceDoc
-		err := s.devices.findOneAndUpdate(ctx, bson.M{"_id": id},
-			bson.M{"$set": set, "$setOnInsert": bson.M{"created_at": now}}, &before,
-			options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.Before))
-		switch {
-		case err == nil:
-			res.TokenChanged = before.TokenKey != key
-		case errors.Is(err, mongo.ErrNoDocuments):
-			res.Created, res.TokenChanged = true, true
-		case mongo.IsDuplicateKeyError(err):
-			// Either another bind created this device first (retry as an
-			// update), or another device holds the token (take it).
-			moved, err := s.takeToken(ctx, id, key, b)
-			if err != nil {
-				return res, err
-			}
-			res.MovedFrom = append(res.MovedFrom, moved...)
-			continue
-		default:
-			return res, fmt.Errorf("registry: bind device: %w", mongodb.Wrap(err))
-		}
-		if res.TokenChanged {
-			s.record(ctx, Event{UserID: b.UserID, Type: EventTokenBound, Actor: b.Actor,
-				DeviceID: b.DeviceID, SessionID: b.SessionID, Outcome: string(status)})
-		}
-		if res.Created {
-			evicted, err := s.enforceLimit(ctx, b)
-			if err != nil {
-				return res, err
-			}
-			res.Evicted = evicted
-		}
-		return res, nil
+		s.record(ctx, Event{UserID: b.UserID, Type: EventTokenBound, Actor: b.Actor,
+			DeviceID: b.DeviceID, SessionID: b.SessionID, Outcome: string(status)})
 	}
-	return res, fmt.Errorf("registry: bind device: %w", mongodb.ErrUnavailable)
+	limit := s.limit(b)
+	for _, d := range res.Evicted {
+		s.record(ctx, Event{UserID: d.UserID, Type: EventDeviceEvicted, Actor: b.Actor,
+			DeviceID: d.DeviceID, SessionID: d.SessionID, Outcome: fmt.Sprintf("device limit %d reached", limit)})
+	}
+	if releaseErr != nil {
+		return res, fmt.Errorf("registry: bind device: %w", releaseErr)
+	}
+	return res, nil
 }
 
-// takeToken unbinds the token from whichever other device holds it.
-func (s *Store) takeToken(ctx context.Context, id, key string, b Binding) ([]Device, error) {
-	var holder deviceDoc
-	err := s.devices.FindOne(ctx, bson.M{"token_key": key}).Decode(&holder)
-	if errors.Is(err, mongo.ErrNoDocuments) || (err == nil && holder.ID == id) {
-		return nil, nil // the conflict was on _id, or it is gone: retry
+func (s *Store) limit(b Binding) int {
+	if b.MaxDevices > 0 {
+		return b.MaxDevices
 	}
-	if err != nil {
-		return nil, fmt.Errorf("registry: find token holder: %w", mongodb.Wrap(err))
-	}
-	res, err := s.devices.updateOne(ctx, bson.M{"_id": holder.ID, "token_key": key},
-		bson.M{"$set": bson.M{"fcm_token": "", "token_key": unboundKey(holder.ID),
-			"token_status": TokenUnbound, "token_updated_at": s.now()}})
-	if err != nil {
-		return nil, fmt.Errorf("registry: unbind moved token: %w", mongodb.Wrap(err))
-	}
-	if res.ModifiedCount == 0 {
-		return nil, nil
-	}
-	s.record(ctx, Event{UserID: holder.UserID, Type: EventTokenMoved, Actor: b.Actor,
-		DeviceID: holder.DeviceID, SessionID: holder.SessionID,
-		Outcome: "token now held by another device"})
-	return []Device{holder.device()}, nil
+	return s.cfg.MaxDevicesPerUser
 }
 
-// enforceLimit removes the least recently seen devices beyond the limit.
-func (s *Store) enforceLimit(ctx context.Context, b Binding) ([]Device, error) {
-	limit := b.MaxDevices
-	if limit <= 0 {
-		limit = s.cfg.MaxDevicesPerUser
-	}
-	n, err := s.devices.CountDocuments(ctx, bson.M{"user_id": b.UserID})
+// bindToken moves the token to the device (see Bind) and returns what
+// changed, with the evicted devices as stored (their tokens to release).
+func (s *Store) bindToken(ctx context.Context, b Binding) (BindResult, []deviceDoc, error) {
+	key := TokenKey(b.FCMToken)
+	unlock, err := s.tokenLocks.Lock(ctx, key)
 	if err != nil {
-		return nil, fmt.Errorf("registry: count devices: %w", mongodb.Wrap(err))
+		return BindResult{}, nil, err
 	}
-	excess := int(n) - limit
-	if excess <= 0 {
-		return nil, nil
-	}
-	cur, err := s.devices.Find(ctx,
-		bson.M{"user_id": b.UserID, "device_id": bson.M{"$ne": b.DeviceID}},
-		options.Find().SetSort(bson.D{{Key: "last_seen_at", Value: 1}, {Key: "_id", Value: 1}}).SetLimit(int64(excess)))
-	if err != nil {
-		return nil, fmt.Errorf("registry: find evictable devices: %w", mongodb.Wrap(err))
-	}
-	var docs []deviceDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("registry: find evictable devices: %w", mongodb.Wrap(err))
-	}
-	var evicted []Device
-	for _, d := range docs {
-		res, err := s.devices.deleteOne(ctx, bson.M{"_id": d.ID})
+	defer unlock()
+	var res BindResult
+	for range writeAttempts {
+		prev, found, err := s.readToken(ctx, key)
 		if err != nil {
-			return evicted, fmt.Errorf("registry: evict device: %w", mongodb.Wrap(err))
+			return res, nil, err
 		}
-		if res.DeletedCount == 1 {
-			evicted = append(evicted, d.device())
-			s.record(ctx, Event{UserID: d.UserID, Type: EventDeviceEvicted, Actor: b.Actor,
-				DeviceID: d.DeviceID, SessionID: d.SessionID,
-				Outcome: fmt.Sprintf("device limit %d reached", limit)})
+		moved := found && (prev.UserID != b.UserID || prev.DeviceID != b.DeviceID)
+		if moved {
+			holder, err := s.takeToken(ctx, prev.UserID, prev.DeviceID, key, bson.ObjectID{})
+			if err != nil {
+				return res, nil, fmt.Errorf("registry: unbind moved token: %w", err)
+			}
+			if holder != nil {
+				res.MovedFrom = append(res.MovedFrom, holder.device())
+			}
 		}
+		next := tokenDoc{ID: key, UserID: b.UserID, DeviceID: b.DeviceID, Bind: bson.NewObjectID()}
+		ok, err := s.claimToken(ctx, prev, found, next)
+		if err != nil {
+			return res, nil, err
+		}
+		if !ok {
+			continue // another instance moved it meanwhile: follow it
+		}
+		evicted, err := s.setToken(ctx, b, next.Bind, &res)
+		if err != nil {
+			return res, nil, err
+		}
+		if !s.writes.Exclusive {
+			if err := s.settle(ctx, b, key, prev, moved, next.Bind, &res); err != nil {
+				return res, evicted, err
+			}
+		}
+		return res, evicted, nil
+	}
+	return res, nil, fmt.Errorf("registry: bind device: token kept moving: %w", mongodb.ErrUnavailable)
+}
+
+// settle closes, on a shared store, the races that the token's lock
+// closes within one process. Another instance that named the previous
+// holder may have given it the token after step 1 took it: take it again
+// (only that binding, by its nonce), now that the holder record names
+// this device, so any later such write sees the record and undoes itself.
+// And if another instance claimed the token since step 2, this device
+// gives it up.
+func (s *Store) settle(ctx context.Context, b Binding, key string, prev tokenDoc, moved bool, bind bson.ObjectID, res *BindResult) error {
+	if moved && !prev.Bind.IsZero() {
+		holder, err := s.takeToken(ctx, prev.UserID, prev.DeviceID, key, prev.Bind)
+		if err != nil {
+			return fmt.Errorf("registry: unbind moved token: %w", err)
+		}
+		if holder != nil {
+			res.MovedFrom = append(res.MovedFrom, holder.device())
+		}
+	}
+	now, found, err := s.readToken(ctx, key)
+	if err != nil || (found && now.Bind == bind) {
+		return err
+	}
+	if _, err := s.takeToken(ctx, b.UserID, b.DeviceID, key, bind); err != nil {
+		return fmt.Errorf("registry: give up a token moved meanwhile: %w", err)
+	}
+	return nil
+}
+
+// setToken gives the device the token, creating the device (and evicting
+// the least recently seen others beyond the limit) if it is new. It fills
+// res and returns the evicted devices as stored.
+func (s *Store) setToken(ctx context.Context, b Binding, bind bson.ObjectID, res *BindResult) ([]deviceDoc, error) {
+	now, key, f, limit := s.now(), TokenKey(b.FCMToken), deviceField(b.DeviceID), s.limit(b)
+	var evicted []deviceDoc
+	_, err := s.updateUser(ctx, b.UserID, func(u *userDoc) bool {
+		evicted = nil
+		d, ok := u.Devices[f]
+		res.Created, res.TokenChanged = !ok, !d.holds(key)
+		if !ok {
+			d = deviceDoc{UserID: b.UserID, DeviceID: b.DeviceID, CreatedAt: now}
+		}
+		d.FCMToken, d.TokenKey, d.TokenBind = b.FCMToken, key, bind
+		d.TokenStatus, d.TokenValidatedAt = TokenUnverified, time.Time{}
+		if b.Verified {
+			d.TokenStatus, d.TokenValidatedAt = TokenValid, now
+		}
+		d.TokenUpdatedAt, d.LastSeenAt, d.SessionID = now, now, b.SessionID
+		if b.Platform != "" {
+			d.Platform = b.Platform
+		}
+		u.Devices[f] = d
+		if res.Created {
+			evicted = evict(u, f, limit)
+		}
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("registry: bind device: %w", err)
+	}
+	res.Evicted = nil
+	for i := range evicted {
+		res.Evicted = append(res.Evicted, evicted[i].device())
 	}
 	return evicted, nil
 }
 
+// evict removes the least recently seen devices but keep beyond limit.
+func evict(u *userDoc, keep string, limit int) []deviceDoc {
+	excess := len(u.Devices) - limit
+	if excess <= 0 {
+		return nil
+	}
+	others := make([]deviceDoc, 0, len(u.Devices))
+	for f, d := range u.Devices {
+		if f != keep {
+			others = append(others, d)
+		}
+	}
+	slices.SortFunc(others, func(a, b deviceDoc) int {
+		if c := a.LastSeenAt.Compare(b.LastSeenAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.DeviceID, b.DeviceID)
+	})
+	evicted := others[:min(excess, len(others))]
+	for _, d := range evicted {
+		delete(u.Devices, deviceField(d.DeviceID))
+	}
+	return evicted
+}
+
 // Get returns one device.
 func (s *Store) Get(ctx context.Context, userID, deviceID string) (Device, error) {
-	var d deviceDoc
-	err := s.devices.FindOne(ctx, bson.M{"_id": deviceKey(userID, deviceID)}).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return Device{}, fmt.Errorf("registry: device %q: %w", deviceID, ErrNotFound)
-	}
+	u, _, err := s.readUser(ctx, userID)
 	if err != nil {
-		return Device{}, fmt.Errorf("registry: get device: %w", mongodb.Wrap(err))
+		return Device{}, fmt.Errorf("registry: get device: %w", err)
+	}
+	d, ok := u.Devices[deviceField(deviceID)]
+	if !ok {
+		return Device{}, fmt.Errorf("registry: device %q: %w", deviceID, ErrNotFound)
 	}
 	return d.device(), nil
 }
@@ -307,21 +378,29 @@ func (s *Store) Get(ctx context.Context, userID, deviceID string) (Device, error
 // (logout, revocation): they stay listed but receive no pushes. A device
 // another session has bound since is left alone.
 func (s *Store) UnbindSession(ctx context.Context, userID, sessionID, actor string) error {
-	bound, err := s.find(ctx, bson.M{"user_id": userID, "session_id": sessionID,
-		"token_status": bson.M{"$ne": TokenUnbound}}, 0)
+	now := s.now()
+	var unbound []deviceDoc
+	_, err := s.updateUser(ctx, userID, func(u *userDoc) bool {
+		unbound = nil
+		for f, d := range u.Devices {
+			if d.SessionID != sessionID || d.TokenStatus == TokenUnbound {
+				continue
+			}
+			unbound = append(unbound, d)
+			d.dropToken(TokenUnbound, now)
+			u.Devices[f] = d
+		}
+		return len(unbound) > 0
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("registry: unbind devices: %w", err)
 	}
-	for _, d := range bound {
-		res, err := s.devices.updateOne(ctx, bson.M{"_id": d.ID, "session_id": sessionID, "token_key": d.TokenKey},
-			bson.M{"$set": bson.M{"fcm_token": "", "token_key": unboundKey(d.ID),
-				"token_status": TokenUnbound, "token_updated_at": s.now()}})
-		if err != nil {
-			return fmt.Errorf("registry: unbind device: %w", mongodb.Wrap(err))
-		}
-		if res.ModifiedCount == 1 {
-			s.record(ctx, Event{UserID: userID, Type: EventTokenUnbound, Actor: actor, DeviceID: d.DeviceID, SessionID: sessionID})
-		}
+	releaseErr := s.releaseTokens(ctx, unbound)
+	for _, d := range unbound {
+		s.record(ctx, Event{UserID: userID, Type: EventTokenUnbound, Actor: actor, DeviceID: d.DeviceID, SessionID: sessionID})
+	}
+	if releaseErr != nil {
+		return fmt.Errorf("registry: unbind devices: %w", releaseErr)
 	}
 	return nil
 }
@@ -329,75 +408,110 @@ func (s *Store) UnbindSession(ctx context.Context, userID, sessionID, actor stri
 // Delete removes a device. It returns the device so the caller can revoke
 // the session bound to it.
 func (s *Store) Delete(ctx context.Context, userID, deviceID, actor string) (Device, error) {
-	var d deviceDoc
-	err := s.devices.findOneAndDelete(ctx, bson.M{"_id": deviceKey(userID, deviceID)}, &d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
+	f := deviceField(deviceID)
+	var gone *deviceDoc
+	_, err := s.updateUser(ctx, userID, func(u *userDoc) bool {
+		gone = nil
+		d, ok := u.Devices[f]
+		if !ok {
+			return false
+		}
+		gone = &d
+		delete(u.Devices, f)
+		return true
+	})
+	if err != nil {
+		return Device{}, fmt.Errorf("registry: delete device: %w", err)
+	}
+	if gone == nil {
 		return Device{}, fmt.Errorf("registry: device %q: %w", deviceID, ErrNotFound)
 	}
-	if err != nil {
-		return Device{}, fmt.Errorf("registry: delete device: %w", mongodb.Wrap(err))
+	releaseErr := s.releaseToken(ctx, gone.TokenKey, gone.TokenBind)
+	s.record(ctx, Event{UserID: userID, Type: EventDeviceDeleted, Actor: actor, DeviceID: deviceID, SessionID: gone.SessionID})
+	if releaseErr != nil {
+		return gone.device(), fmt.Errorf("registry: delete device: %w", releaseErr)
 	}
-	s.record(ctx, Event{UserID: userID, Type: EventDeviceDeleted, Actor: actor, DeviceID: deviceID, SessionID: d.SessionID})
-	return d.device(), nil
+	return gone.device(), nil
 }
 
 // MarkInvalid unbinds a token Firebase rejected, if the device still
 // holds it, and records the prune.
 func (s *Store) MarkInvalid(ctx context.Context, userID, deviceID, token, reason string) (bool, error) {
-	id := deviceKey(userID, deviceID)
-	res, err := s.devices.updateOne(ctx, bson.M{"_id": id, "token_key": TokenKey(token)},
-		bson.M{"$set": bson.M{"fcm_token": "", "token_key": unboundKey(id),
-			"token_status": TokenInvalid, "token_updated_at": s.now()}})
+	f, key, now := deviceField(deviceID), TokenKey(token), s.now()
+	var pruned *deviceDoc
+	_, err := s.updateUser(ctx, userID, func(u *userDoc) bool {
+		pruned = nil
+		d, ok := u.Devices[f]
+		if !ok || !d.holds(key) {
+			return false
+		}
+		was := d
+		pruned = &was
+		d.dropToken(TokenInvalid, now)
+		u.Devices[f] = d
+		return true
+	})
 	if err != nil {
-		return false, fmt.Errorf("registry: prune token: %w", mongodb.Wrap(err))
+		return false, fmt.Errorf("registry: prune token: %w", err)
 	}
-	if res.ModifiedCount == 0 {
+	if pruned == nil {
 		return false, nil
 	}
+	releaseErr := s.releaseToken(ctx, pruned.TokenKey, pruned.TokenBind)
 	s.record(ctx, Event{UserID: userID, Type: EventTokenPruned, Actor: "fcm", DeviceID: deviceID, Outcome: reason})
+	if releaseErr != nil {
+		return true, fmt.Errorf("registry: prune token: %w", releaseErr)
+	}
 	return true, nil
 }
 
-// Pushable returns the user's devices whose tokens may be pushed to.
+// Pushable returns the user's devices whose tokens may be pushed to, in
+// device ID order: one read of the user's document.
 func (s *Store) Pushable(ctx context.Context, userID string) ([]Device, error) {
-	byUser, err := s.PushableOf(ctx, []string{userID})
-	return byUser[userID], err
-}
-
-// PushableOf returns the pushable devices of many users in one query, by
-// user ID; users without one are absent. Only what a send needs is read:
-// UserID, DeviceID, Platform, FCMToken and TokenStatus; the times and the
-// session are left zero.
-func (s *Store) PushableOf(ctx context.Context, userIDs []string) (map[string][]Device, error) {
-	filter := bson.M{"user_id": bson.M{"$in": userIDs},
-		"token_status": bson.M{"$in": bson.A{TokenValid, TokenUnverified}}}
-	if len(userIDs) == 1 {
-		// The same query to MongoDB, but FerretDB on PostgreSQL pushes an
-		// equality down to the database, not $in: with $in it reads and
-		// decodes every device of every user (scripts/bench push-1).
-		filter["user_id"] = userIDs[0]
-	}
-	// One batch for a large user rather than the driver's 101 documents
-	// and then getMores.
-	cur, err := s.devices.Find(ctx, filter, options.Find().SetBatchSize(pushableBatch).SetProjection(bson.M{
-		"user_id": 1, "device_id": 1, "platform": 1, "fcm_token": 1, "token_status": 1}))
+	u, _, err := s.readUser(ctx, userID)
 	if err != nil {
-		return nil, fmt.Errorf("registry: pushable devices: %w", mongodb.Wrap(err))
+		return nil, fmt.Errorf("registry: pushable devices: %w", err)
 	}
-	var docs []deviceDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("registry: pushable devices: %w", mongodb.Wrap(err))
+	var out []Device
+	for _, d := range u.Devices {
+		if d.TokenStatus.Pushable() {
+			out = append(out, d.device())
+		}
 	}
-	out := map[string][]Device{}
-	for i := range docs {
-		out[docs[i].UserID] = append(out[docs[i].UserID], docs[i].device())
-	}
+	slices.SortFunc(out, func(a, b Device) int { return strings.Compare(a.DeviceID, b.DeviceID) })
 	return out, nil
 }
 
-// pushableBatch is how many devices a batch of PushableOf carries: about
-// 150 bytes each as projected.
-const pushableBatch = 2000
+// pushableReaders bounds how many users' documents PushableOf reads at
+// once.
+const pushableReaders = 8
+
+// PushableOf returns the pushable devices of many users, by user ID; users
+// without one are absent. It reads each user's document by _id, several
+// at a time: FerretDB v1 pushes neither $in nor $or down, so one query
+// for them all would read every user's devices.
+func (s *Store) PushableOf(ctx context.Context, userIDs []string) (map[string][]Device, error) {
+	ids := slices.Compact(slices.Sorted(slices.Values(userIDs)))
+	found := make([][]Device, len(ids))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(pushableReaders)
+	for i, id := range ids {
+		g.Go(func() (err error) {
+			found[i], err = s.Pushable(gctx, id)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	out := map[string][]Device{}
+	for i, id := range ids {
+		if len(found[i]) > 0 {
+			out[id] = found[i]
+		}
+	}
+	return out, nil
+}
 
 // DeviceQuery selects a page of a user's devices.
 type DeviceQuery struct {
@@ -408,42 +522,46 @@ type DeviceQuery struct {
 	Limit    int
 }
 
-// List returns a user's devices, most recently seen first. The cursor is
-// the (last_seen_at, _id) of the last device of the previous page, so a
-// device inserted meanwhile (seen now, so first) never shifts later pages.
+// List returns a user's devices, most recently seen first, from one read
+// of the user's document. The cursor is the (last_seen_at, user/device
+// ID) of the last device of the previous page, so a device inserted
+// meanwhile (seen now, so first) never shifts later pages.
 func (s *Store) List(ctx context.Context, q DeviceQuery) ([]Device, string, error) {
-	filter := bson.M{"user_id": q.UserID}
-	if q.Status != "" {
-		filter["token_status"] = q.Status
-	}
-	if q.Platform != "" {
-		filter["platform"] = q.Platform
-	}
+	var after time.Time
+	var afterID string
 	if q.Cursor != "" {
-		seen, id, err := decodeCursor(q.Cursor)
-		if err != nil {
+		var err error
+		if after, afterID, err = decodeCursor(q.Cursor); err != nil {
 			return nil, "", fmt.Errorf("registry: devices cursor: %w", ErrBadCursor)
 		}
-		filter["$or"] = bson.A{
-			bson.M{"last_seen_at": bson.M{"$lt": seen}},
-			bson.M{"last_seen_at": seen, "_id": bson.M{"$lt": id}},
-		}
 	}
-	cur, err := s.devices.Find(ctx, filter, options.Find().
-		SetSort(bson.D{{Key: "last_seen_at", Value: -1}, {Key: "_id", Value: -1}}).
-		SetLimit(int64(q.Limit)+1))
+	u, _, err := s.readUser(ctx, q.UserID)
 	if err != nil {
-		return nil, "", fmt.Errorf("registry: list devices: %w", mongodb.Wrap(err))
+		return nil, "", fmt.Errorf("registry: list devices: %w", err)
 	}
 	var docs []deviceDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, "", fmt.Errorf("registry: list devices: %w", mongodb.Wrap(err))
+	for _, d := range u.Devices {
+		if (q.Status != "" && d.TokenStatus != q.Status) || (q.Platform != "" && d.Platform != q.Platform) {
+			continue
+		}
+		// Stored times have millisecond precision, as the cursor does.
+		if q.Cursor != "" && !(d.LastSeenAt.Before(after) ||
+			d.LastSeenAt.Equal(after) && deviceKey(d.UserID, d.DeviceID) < afterID) {
+			continue
+		}
+		docs = append(docs, d)
 	}
+	slices.SortFunc(docs, func(a, b deviceDoc) int {
+		if c := b.LastSeenAt.Compare(a.LastSeenAt); c != 0 {
+			return c
+		}
+		return strings.Compare(b.DeviceID, a.DeviceID)
+	})
 	next := ""
-	if len(docs) > q.Limit {
+	if q.Limit > 0 && len(docs) > q.Limit {
 		docs = docs[:q.Limit]
 		last := docs[q.Limit-1]
-		next = encodeCursor(last.LastSeenAt, last.ID)
+		next = encodeCursor(last.LastSeenAt, deviceKey(last.UserID, last.DeviceID))
 	}
 	out := make([]Device, len(docs))
 	for i := range docs {

@@ -64,10 +64,15 @@ func eventIndexes() []mongo.IndexModel {
 	}
 }
 
-// Upgrade drops the events index that earlier versions made, which the
-// trail's order no longer uses. It runs at every start.
+// Upgrade brings a store an earlier version wrote up to date: it drops
+// the events index the trail's order no longer uses, and moves devices
+// stored one document each into their users' documents (see
+// upgradeDevices). It runs at every start, in the background.
 func (s *Store) Upgrade(ctx context.Context) error {
-	return mongodb.DropIndex(ctx, s.events, "user_newest")
+	if err := mongodb.DropIndex(ctx, s.events, "user_newest"); err != nil {
+		return err
+	}
+	return s.upgradeDevices(ctx)
 }
 
 // Record appends an event to the user's audit trail.

@@ -7,11 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/pushreg/pushreg/registry/mongodb"
 )
@@ -39,18 +38,37 @@ type Config struct {
 	EventRetention time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Writes says whether this process is the store's only writer (the
+	// embedded store), which decides how a document is changed.
+	Writes mongodb.Writes
 }
 
 // Store is the device registry.
 type Store struct {
-	db      *mongo.Database
-	devices lockedCollection
-	events  *mongo.Collection
-	cfg     Config
-	now     func() time.Time
+	db     *mongo.Database
+	users  *mongo.Collection // user_devices: a user's devices, by user ID
+	tokens *mongo.Collection // device_tokens: a token's holder, by TokenKey
+	legacy *mongo.Collection // devices: one document per device, before user_devices; Upgrade moves them
+	events *mongo.Collection
+	// userLocks and tokenLocks serialise this process's writes to a user's
+	// devices and to a token's holder. A token's lock may be held while a
+	// user's is taken, never the reverse, and no one holds two locks of
+	// one set: the locks are striped, so two IDs may share one.
+	userLocks, tokenLocks *mongodb.DocLocks
+	writes                mongodb.Writes
+	cfg                   Config
+	now                   func() time.Time
+
+	// unverifiedFrom is the user _id after which the next sweep looks for
+	// unverified tokens, so that tokens Firebase cannot judge do not
+	// hold up the others.
+	sweepMu        sync.Mutex
+	unverifiedFrom string
+	sweepBatch     int
 }
 
-// New returns a store on db. Call EnsureIndexes before serving.
+// New returns a store on db. Call EnsureIndexes before serving, and
+// Upgrade to bring a store an earlier version wrote up to date.
 func New(db *mongo.Database, cfg Config) *Store {
 	if cfg.MaxDevicesPerUser <= 0 {
 		cfg.MaxDevicesPerUser = 100
@@ -72,11 +90,17 @@ func New(db *mongo.Database, cfg Config) *Store {
 		now = time.Now
 	}
 	return &Store{
-		db:      db,
-		devices: lockedCollection{Collection: db.Collection("devices"), locks: mongodb.NewDocLocks()},
-		events:  db.Collection("events"),
-		cfg:     cfg,
-		now:     now,
+		db:         db,
+		users:      db.Collection("user_devices"),
+		tokens:     db.Collection("device_tokens"),
+		legacy:     db.Collection("devices"),
+		events:     db.Collection("events"),
+		userLocks:  mongodb.NewDocLocks(),
+		tokenLocks: mongodb.NewDocLocks(),
+		writes:     cfg.Writes,
+		cfg:        cfg,
+		now:        now,
+		sweepBatch: sweepBatch,
 	}
 }
 
@@ -91,66 +115,12 @@ func (s *Store) Ping(ctx context.Context) error {
 // EnsureIndexes creates the registry's collections and indexes; it is
 // idempotent.
 func (s *Store) EnsureIndexes(ctx context.Context) error {
-	if err := mongodb.EnsureCollections(ctx, s.devices.Collection, s.events, s.idempotencyKeys()); err != nil {
+	if err := mongodb.EnsureCollections(ctx, s.users, s.tokens, s.events, s.idempotencyKeys()); err != nil {
 		return err
 	}
 	return mongodb.EnsureIndexes(ctx, map[*mongo.Collection][]mongo.IndexModel{
-		s.devices.Collection: deviceIndexes(),
-		s.events:             eventIndexes(),
-		s.idempotencyKeys():  idempotencyIndexes(),
+		s.users:             userIndexes(),
+		s.events:            eventIndexes(),
+		s.idempotencyKeys(): idempotencyIndexes(),
 	})
-}
-
-// lockedCollection is a collection whose single-document writes, by _id,
-// take that document's lock (see mongodb.DocLocks), so a touch, a prune
-// and a logout of one device cannot undo each other on FerretDB.
-type lockedCollection struct {
-	*mongo.Collection
-	locks *mongodb.DocLocks
-}
-
-func (c lockedCollection) lock(ctx context.Context, filter bson.M) (func(), error) {
-	id, ok := filter["_id"].(string)
-	if !ok {
-		return nil, fmt.Errorf("registry: write without a string _id in its filter")
-	}
-	return c.locks.Lock(ctx, id)
-}
-
-func (c lockedCollection) updateOne(ctx context.Context, filter bson.M, update any) (*mongo.UpdateResult, error) {
-	unlock, err := c.lock(ctx, filter)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	return c.UpdateOne(ctx, filter, update)
-}
-
-func (c lockedCollection) deleteOne(ctx context.Context, filter bson.M) (*mongo.DeleteResult, error) {
-	unlock, err := c.lock(ctx, filter)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	return c.DeleteOne(ctx, filter)
-}
-
-// findOneAndUpdate decodes the result into out; mongo.ErrNoDocuments
-// passes through.
-func (c lockedCollection) findOneAndUpdate(ctx context.Context, filter bson.M, update any, out any, opts ...options.Lister[options.FindOneAndUpdateOptions]) error {
-	unlock, err := c.lock(ctx, filter)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	return c.FindOneAndUpdate(ctx, filter, update, opts...).Decode(out)
-}
-
-func (c lockedCollection) findOneAndDelete(ctx context.Context, filter bson.M, out any) error {
-	unlock, err := c.lock(ctx, filter)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	return c.FindOneAndDelete(ctx, filter).Decode(out)
 }

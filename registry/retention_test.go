@@ -2,6 +2,8 @@ package registry_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -147,5 +149,65 @@ func TestSweepAsksForSessionsEndedBeforeRetention(t *testing.T) {
 	if len(ended.before) != 1 || !ended.before[0].Equal(want) || ended.limits[0] != 1000 {
 		t.Errorf("asked to delete sessions ended before %v, at most %v; want once, before %v, at most 1000",
 			ended.before, ended.limits, want)
+	}
+}
+
+// counting is a Revalidator that cannot judge any token (format-only
+// mode) and counts what it was asked.
+type counting struct{ asked int }
+
+func (c *counting) Revalidate(context.Context, string) (registry.Verdict, error) {
+	c.asked++
+	return registry.VerdictUnknown, nil
+}
+
+// One sweep handles at most a batch of users' devices of each kind (1,000;
+// 10 here, as each user is a read and a write); the next continues. Re-validation resumes after the last user it reached, so
+// tokens Firebase cannot judge do not hold up the others.
+func TestSweepDevicesInBoundedBatches(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	s, _ := newStore(t, registry.Config{Now: clk.Now, StaleAfter: 24 * time.Hour, ExpireAfter: 48 * time.Hour})
+	s.SetSweepBatch(10)
+	ctx := context.Background()
+	const users = 13
+	var devices []registry.Device
+	for u := range users {
+		user := fmt.Sprintf("user-%04d", u)
+		devices = append(devices,
+			registry.Device{UserID: user, DeviceID: "old", FCMToken: "tok-old-" + user, TokenStatus: registry.TokenValid,
+				LastSeenAt: clk.Now().Add(-36 * time.Hour)},
+			registry.Device{UserID: user, DeviceID: "unsure", FCMToken: "tok-unsure-" + user, TokenStatus: registry.TokenUnverified,
+				LastSeenAt: clk.Now()})
+	}
+	if err := s.Seed(ctx, devices); err != nil {
+		t.Fatal(err)
+	}
+	v := &counting{}
+	for i, want := range []struct{ staled, asked int }{{10, 10}, {3, 3}, {0, 10}} {
+		v.asked = 0
+		res, err := s.Sweep(ctx, v, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Staled != want.staled || v.asked != want.asked {
+			t.Errorf("sweep %d: staled %d, asked about %d tokens; want %d and %d", i+1, res.Staled, v.asked, want.staled, want.asked)
+		}
+	}
+	clk.Advance(24 * time.Hour)
+	for i, want := range []int{10, 3, 0} {
+		res, err := s.Sweep(ctx, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Expired != want {
+			t.Errorf("expiry sweep %d: expired %d, want %d", i+1, res.Expired, want)
+		}
+	}
+	if d, err := s.Get(ctx, "user-0012", "unsure"); err != nil || d.TokenStatus != registry.TokenUnverified {
+		t.Errorf("the unexpired device = %+v, %v; want it kept, unverified", d, err)
+	}
+	if _, err := s.Get(ctx, "user-0012", "old"); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("Get(expired device) error = %v, want ErrNotFound", err)
 	}
 }

@@ -71,26 +71,19 @@ func TestConcurrentKecakBindsOfOneDeviceFromTwoSessions(t *testing.T) {
 			t.Fatalf("a concurrent bind answered %d", s)
 		}
 	}
-	var devices []bson.M
-	cur, err := a.db.Collection("devices").Find(context.Background(), bson.M{"user_id": id})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cur.All(context.Background(), &devices); err != nil {
-		t.Fatal(err)
-	}
+	devices := a.storedDevices(id)
 	if len(devices) != 1 {
 		t.Fatalf("%d device records for one phone, want 1", len(devices))
 	}
 	// The record names a session, and that session names this device.
-	sid := devices[0]["session_id"].(string)
+	sid := devices[0].SessionID
 	var sess bson.M
 	if err := a.db.Collection("sessions").FindOne(context.Background(), bson.M{"_id": sid}).Decode(&sess); err != nil {
 		t.Fatalf("the device's session %s: %v", sid, err)
 	}
-	if sess["device_id"] != "phone" || sess["fcm_token"] != devices[0]["fcm_token"] {
+	if sess["device_id"] != "phone" || sess["fcm_token"] != devices[0].FCMToken {
 		t.Errorf("session %s names device %v token %v; the device holds %v: they disagree",
-			sid, sess["device_id"], sess["fcm_token"], devices[0]["fcm_token"])
+			sid, sess["device_id"], sess["fcm_token"], devices[0].FCMToken)
 	}
 }
 

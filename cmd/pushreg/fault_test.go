@@ -418,7 +418,8 @@ func TestFaultStoreStopsMidLoad(t *testing.T) {
 //   - a live session that names a device names one the registry has
 //     (user, device ID);
 //   - a device holding a token names a live session of its user, and that
-//     session names this device and the same FCM token.
+//     session names this device and the same FCM token;
+//   - no two devices hold one FCM token.
 //
 // A session the registry's device does not name is one a later login on
 // the same device superseded, or one whose login answer was lost and was
@@ -440,15 +441,32 @@ func checkBindings(t *testing.T, a *api) {
 		TokenStatus string `bson:"token_status"`
 		SessionID   string `bson:"session_id"`
 	}
+	type userRow struct {
+		Devices map[string]deviceRow `bson:"devices"`
+	}
 	var sessions []sessionRow
-	var devices []deviceRow
-	for coll, into := range map[string]any{"sessions": &sessions, "devices": &devices} {
+	var users []userRow
+	for coll, into := range map[string]any{"sessions": &sessions, "user_devices": &users} {
 		cur, err := a.db.Collection(coll).Find(ctx, bson.M{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := cur.All(ctx, into); err != nil {
 			t.Fatal(err)
+		}
+	}
+	var devices []deviceRow
+	holder := map[string]string{} // FCM token → the device holding it
+	for _, u := range users {
+		for _, d := range u.Devices {
+			devices = append(devices, d)
+			if d.FCMToken == "" {
+				continue
+			}
+			if other, ok := holder[d.FCMToken]; ok {
+				t.Errorf("devices %s and %s/%s both hold %s", other, d.UserID, d.DeviceID, d.FCMToken)
+			}
+			holder[d.FCMToken] = d.UserID + "/" + d.DeviceID
 		}
 	}
 	byID := map[string]sessionRow{}

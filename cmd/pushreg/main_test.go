@@ -132,7 +132,7 @@ func TestServiceStartsOnEmbeddedStoreAndStops(t *testing.T) {
 	// Every collection the service uses exists, with the index that keeps
 	// SQLite from scanning for an _id.
 	if got, want := idIndexedCollections(t, filepath.Join(dir, "db", "pushreg.sqlite")),
-		[]string{"apps", "devices", "events", "idempotency_keys", "sessions", "user_keys", "users"}; !slices.Equal(got, want) {
+		[]string{"apps", "device_tokens", "events", "idempotency_keys", "sessions", "user_devices", "user_keys", "users"}; !slices.Equal(got, want) {
 		t.Errorf("collections with the _id index = %v, want %v", got, want)
 	}
 

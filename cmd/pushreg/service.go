@@ -121,6 +121,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, st store, now fun
 		SessionRetention:  cfg.SessionRetention,
 		EventRetention:    cfg.EventRetention,
 		Now:               now,
+		Writes:            cfg.storeWrites,
 	})
 
 	fcm, err := push.New(ctx, cfg.pushConfig(log.With("component", "push"), now))

@@ -134,8 +134,8 @@ type pushDirectory struct {
 
 // Pushable asks the registry first and the users only about those without
 // a pushable device (devices are bound through a login, so their users
-// exist): one round trip in the common case, two at most, however many
-// users a bulk push names.
+// exist): one read by _id per user named, and one query more for the
+// users without a pushable device.
 func (d pushDirectory) Pushable(ctx context.Context, userIDs []string) (map[string][]push.Target, error) {
 	devs, err := d.devices.PushableOf(ctx, userIDs)
 	if err != nil {
