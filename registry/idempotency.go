@@ -137,13 +137,19 @@ func (s *Store) ClaimIdempotencyKey(ctx context.Context, scope, key, requestHash
 			return IdempotencyClaim{}, fmt.Errorf("registry: %w", ErrIdempotencyInProgress)
 		}
 		// Expired, or abandoned: take it over, unless someone else just did
-		// (the filter on the old claim makes the replacement a
+		// (the condition on the old claim makes the replacement a
 		// compare-and-swap).
-		res, err := s.idempotencyKeys().ReplaceOne(ctx, bson.M{"_id": id, "claim": old.Claim}, doc)
+		took, err := s.swapKey(ctx, id, old.Claim, idemAny, func(c *mongo.Collection, filter bson.D) (int64, error) {
+			res, err := c.ReplaceOne(ctx, filter, doc)
+			if err != nil {
+				return 0, err
+			}
+			return res.MatchedCount, nil
+		})
 		if err != nil {
-			return IdempotencyClaim{}, fmt.Errorf("registry: take over idempotency key: %w", mongodb.Wrap(err))
+			return IdempotencyClaim{}, fmt.Errorf("registry: take over idempotency key: %w", err)
 		}
-		if res.MatchedCount == 1 {
+		if took {
 			return IdempotencyClaim{id: id, claim: doc.Claim}, nil
 		}
 	}
@@ -155,12 +161,18 @@ func (s *Store) ClaimIdempotencyKey(ctx context.Context, scope, key, requestHash
 // when the claim was lost (its lease ran out and another request took the
 // key over).
 func (s *Store) CompleteIdempotencyKey(ctx context.Context, c IdempotencyClaim, status int, body []byte) error {
-	res, err := s.idempotencyKeys().UpdateOne(ctx, bson.M{"_id": c.id, "claim": c.claim, "state": idemPending},
-		bson.M{"$set": bson.M{"state": idemDone, "status": status, "response": body, "completed_at": s.now()}})
+	done, err := s.swapKey(ctx, c.id, c.claim, idemPending, func(coll *mongo.Collection, filter bson.D) (int64, error) {
+		res, err := coll.UpdateOne(ctx, filter,
+			bson.M{"$set": bson.M{"state": idemDone, "status": status, "response": body, "completed_at": s.now()}})
+		if err != nil {
+			return 0, err
+		}
+		return res.MatchedCount, nil
+	})
 	if err != nil {
-		return fmt.Errorf("registry: complete idempotency key: %w", mongodb.Wrap(err))
+		return fmt.Errorf("registry: complete idempotency key: %w", err)
 	}
-	if res.MatchedCount == 0 {
+	if !done {
 		return fmt.Errorf("registry: complete idempotency key: claim lost: %w", ErrNotFound)
 	}
 	return nil
@@ -169,11 +181,54 @@ func (s *Store) CompleteIdempotencyKey(ctx context.Context, c IdempotencyClaim, 
 // ReleaseIdempotencyKey forgets a claimed request that failed without an
 // effect worth remembering, so that the same key may be used again at once.
 func (s *Store) ReleaseIdempotencyKey(ctx context.Context, c IdempotencyClaim) error {
-	_, err := s.idempotencyKeys().DeleteOne(ctx, bson.M{"_id": c.id, "claim": c.claim, "state": idemPending})
+	_, err := s.swapKey(ctx, c.id, c.claim, idemPending, func(coll *mongo.Collection, filter bson.D) (int64, error) {
+		res, err := coll.DeleteOne(ctx, filter)
+		if err != nil {
+			return 0, err
+		}
+		return res.DeletedCount, nil
+	})
 	if err != nil {
-		return fmt.Errorf("registry: release idempotency key: %w", mongodb.Wrap(err))
+		return fmt.Errorf("registry: release idempotency key: %w", err)
 	}
 	return nil
+}
+
+// idemAny is swapKey's state for "whatever the state".
+const idemAny = ""
+
+// swapKey applies write to the key's record if it still carries claim (and
+// state, unless idemAny), and reports whether it did. On MongoDB the
+// condition is in write's filter; on the embedded store, where FerretDB
+// applies any write as a read then a write and finds a filter other than a
+// lone _id by reading every record, the record is read by _id and checked
+// here, under the key's lock, and written by _id (see mongodb.Writes). Two
+// retries taking over one abandoned key thus cannot both win.
+func (s *Store) swapKey(ctx context.Context, id, claim, state string, write func(*mongo.Collection, bson.D) (int64, error)) (bool, error) {
+	unlock, err := s.keyLocks.Lock(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	cond := bson.D{{Key: "claim", Value: claim}}
+	if state != idemAny {
+		cond = append(cond, bson.E{Key: "state", Value: state})
+	}
+	if s.writes.Exclusive {
+		var cur idempotencyDoc
+		err := s.idempotencyKeys().FindOne(ctx, bson.M{"_id": id}).Decode(&cur)
+		if errors.Is(err, mongo.ErrNoDocuments) || (err == nil && (cur.Claim != claim || (state != idemAny && cur.State != state))) {
+			return false, nil
+		}
+		if err != nil {
+			return false, mongodb.Wrap(err)
+		}
+	}
+	n, err := write(s.idempotencyKeys(), s.writes.Filter(id, cond...))
+	if err != nil {
+		return false, mongodb.Wrap(err)
+	}
+	return n == 1, nil
 }
 
 // sweepIdempotency deletes the idempotency records older than

@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -171,5 +172,41 @@ func TestSweepDeletesOldIdempotencyKeys(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%d idempotency records left, want 1 (the young one)", n)
+	}
+}
+
+// Retries racing to take over one abandoned key: exactly one wins. On the
+// embedded store FerretDB applies the conditional replacement as a read
+// then a write, so both would match without the key's lock.
+func TestIdempotencyConcurrentTakeovers(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	s, _ := newStore(t, registry.Config{Now: clk.Now})
+	ctx := context.Background()
+	for round := range 10 {
+		key := fmt.Sprintf("abandoned-%d", round)
+		if _, err := s.ClaimIdempotencyKey(ctx, "app:a", key, "h", lease); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(lease) // its process died
+		const n = 6
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i := range n {
+			wg.Go(func() { _, errs[i] = s.ClaimIdempotencyKey(ctx, "app:a", key, "h", lease) })
+		}
+		wg.Wait()
+		won := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, registry.ErrIdempotencyInProgress):
+				t.Errorf("round %d, claim %d: %v, want nil or ErrIdempotencyInProgress", round, i, err)
+			}
+		}
+		if won != 1 {
+			t.Errorf("round %d: %d of %d takeovers of an abandoned key won, want 1", round, won, n)
+		}
 	}
 }

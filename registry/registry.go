@@ -55,9 +55,12 @@ type Store struct {
 	// user's is taken, never the reverse, and no one holds two locks of
 	// one set: the locks are striped, so two IDs may share one.
 	userLocks, tokenLocks *mongodb.DocLocks
-	writes                mongodb.Writes
-	cfg                   Config
-	now                   func() time.Time
+	// keyLocks serialise this process's writes to an idempotency key's
+	// record.
+	keyLocks *mongodb.DocLocks
+	writes   mongodb.Writes
+	cfg      Config
+	now      func() time.Time
 
 	// unverifiedFrom is the user _id after which the next sweep looks for
 	// unverified tokens, so that tokens Firebase cannot judge do not
@@ -97,6 +100,7 @@ func New(db *mongo.Database, cfg Config) *Store {
 		events:     db.Collection("events"),
 		userLocks:  mongodb.NewDocLocks(),
 		tokenLocks: mongodb.NewDocLocks(),
+		keyLocks:   mongodb.NewDocLocks(),
 		writes:     cfg.Writes,
 		cfg:        cfg,
 		now:        now,
