@@ -99,6 +99,13 @@ func (v tokenValidator) CachedToken(token string) (verified, ok bool) {
 	return res.Verified, ok
 }
 
+func (v tokenValidator) CheckToken(token string) error {
+	if err := push.CheckTokenShape(token); err != nil {
+		return fmt.Errorf("%w: %s", auth.ErrFCMTokenMalformed, reason(err, push.ErrTokenMalformed))
+	}
+	return nil
+}
+
 // sweepValidator lets the registry's sweeper re-validate tokens.
 func (v tokenValidator) Revalidate(ctx context.Context, token string) (registry.Verdict, error) {
 	res, err := v.client.Validate(ctx, token)
