@@ -31,6 +31,11 @@ const (
 	maxBcryptCost = 14
 )
 
+// maxImportMemoryKiB bounds the memory of an imported argon2id hash more
+// tightly than a stored one: every login of the user spends it, two per
+// core at once, and the memory limit is sized for OWASP's 19 MiB.
+const maxImportMemoryKiB = 256 * 1024
+
 // errUnknownHash is a stored hash in no format pushreg checks.
 var errUnknownHash = errors.New("auth: unknown password hash format")
 
@@ -107,8 +112,9 @@ func checkBcryptHash(hash string) error {
 func validatePasswordHash(hash string) error {
 	switch {
 	case strings.HasPrefix(hash, "$argon2id$"):
-		if _, err := parseArgon2(hash); err != nil {
-			return invalid("password_hash", "is not a valid argon2id PHC string within bounds")
+		h, err := parseArgon2(hash)
+		if err != nil || h.params.MemoryKiB > maxImportMemoryKiB {
+			return invalid("password_hash", "is not a valid argon2id PHC string within bounds (m at most 256 MiB, t 1-16)")
 		}
 	case isBcrypt(hash):
 		if err := checkBcryptHash(hash); err != nil {

@@ -63,6 +63,8 @@ func TestValidatePasswordHash(t *testing.T) {
 		{"argon2id at OWASP cost", strings.Replace(argon, "m=64,t=1,p=1", "m=19456,t=2,p=1", 1), true},
 		{"argon2id of another version", strings.Replace(argon, "v=19", "v=16", 1), false},
 		{"argon2id with absurd memory", strings.Replace(argon, "m=64", "m=4194304", 1), false},
+		{"argon2id at 256 MiB", strings.Replace(argon, "m=64", "m=262144", 1), true},
+		{"argon2id above 256 MiB", strings.Replace(argon, "m=64", "m=262145", 1), false},
 		{"argon2id with too many passes", strings.Replace(argon, "t=1", "t=17", 1), false},
 		{"argon2id with a short salt", "$argon2id$v=19$m=64,t=1,p=1$c2FsdA$" + strings.Repeat("A", 43), false},
 		{"argon2i", strings.Replace(argon, "argon2id", "argon2i", 1), false},

@@ -93,10 +93,15 @@ func (s *server) importUsers(c echo.Context) error {
 	opts := auth.ImportOptions{AdminID: currentPrincipal(c).userID(), Validate: c.QueryParam("validate") == "true"}
 	res, err := s.auth.Import(req.Context(), opts, lines.next)
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	switch {
+	case errors.As(err, &mbe):
 		return errImportTooLarge
-	}
-	if err != nil {
+	case errors.Is(err, errBodyRead):
+		// The client stopped sending (or its connection broke): its
+		// fault, not the server's, whatever landed before.
+		return &apiError{p: problem{Status: http.StatusBadRequest, Title: "Bad Request", Code: "invalid_request",
+			Detail: "the request body could not be read to its end; the lines before the failure were imported"}}
+	case err != nil:
 		return err
 	}
 	out := importResponse{UsersCreated: res.UsersCreated, UsersUpdated: res.UsersUpdated, DevicesBound: res.DevicesBound,
@@ -106,6 +111,9 @@ func (s *server) importUsers(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, out)
 }
+
+// errBodyRead is a failure to read the import body.
+var errBodyRead = errors.New("reading the import body")
 
 // lineReader reads an import body line by line, never holding more than
 // one line (of at most ImportLineLimit bytes) in memory.
@@ -123,18 +131,18 @@ func newLineReader(r io.Reader) *lineReader {
 func (lr *lineReader) next() (auth.ImportLine, error) {
 	for {
 		line, err := lr.r.ReadSlice('\n')
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+			return auth.ImportLine{}, fmt.Errorf("%w: %w", errBodyRead, err)
+		}
 		if len(line) == 0 && err != nil {
 			return auth.ImportLine{}, err
 		}
 		lr.n++
 		if errors.Is(err, bufio.ErrBufferFull) {
 			if err := lr.skipLine(); err != nil && !errors.Is(err, io.EOF) {
-				return auth.ImportLine{}, err
+				return auth.ImportLine{}, fmt.Errorf("%w: %w", errBodyRead, err)
 			}
 			return auth.ImportLine{Number: lr.n, Err: fmt.Errorf("%w: longer than %d bytes", auth.ErrImportLineTooLong, ImportLineLimit)}, nil
-		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			return auth.ImportLine{}, err
 		}
 		line = bytes.TrimSpace(line)
 		if len(line) == 0 {
