@@ -243,6 +243,10 @@ func (s *Service) Users(ctx context.Context, prefix, cursor string, limit int) (
 // a new password unless p.KeepSessions; new roles reach the user's live
 // sessions at once.
 func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, actor string) (*User, error) {
+	return s.updateUser(ctx, id, p, actor, "user updated")
+}
+
+func (s *Service) updateUser(ctx context.Context, id string, p UserPatch, actor, outcome string) (*User, error) {
 	u, err := s.users.update(ctx, id, p)
 	if err != nil {
 		return nil, err
@@ -256,14 +260,14 @@ func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, actor 
 		if _, err := s.revokeUserSessions(ctx, id, "account disabled", actor); err != nil {
 			return nil, err
 		}
-	} else if p.Password != nil && !p.KeepSessions {
+	} else if (p.Password != nil || p.passwordHash != nil) && !p.KeepSessions {
 		// A password is changed because it may be known to someone else,
 		// who may have signed in with it.
 		if _, err := s.revokeUserSessions(ctx, id, "password changed", actor); err != nil {
 			return nil, err
 		}
 	}
-	s.auditAdmin(ctx, id, "", actor, "user updated")
+	s.auditAdmin(ctx, id, "", actor, outcome)
 	return u, nil
 }
 

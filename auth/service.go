@@ -31,6 +31,9 @@ type Devices interface {
 	// BindDevice binds the device to the token, and returns the sessions
 	// that had bound the devices it evicted to respect the device limit.
 	BindDevice(ctx context.Context, b DeviceBinding) (evicted []string, err error)
+	// BindDevices binds each device as BindDevice would, in order, in as
+	// few round trips as the store allows (a bulk import's new users).
+	BindDevices(ctx context.Context, bs []DeviceBinding) (evicted []string, err error)
 	// UnbindSession unbinds the tokens of the devices the session bound.
 	UnbindSession(ctx context.Context, userID, sessionID, actor string) error
 	// DeviceSession returns the session the device is bound to, empty if
@@ -49,6 +52,9 @@ type TokenValidator interface {
 	// call to Firebase (a recent acceptance, or format-only mode); ok is
 	// false when Firebase would have to be asked.
 	CachedToken(token string) (verified, ok bool)
+	// CheckToken checks only the token's shape, without Firebase; its
+	// error wraps ErrFCMTokenMalformed and never quotes the token.
+	CheckToken(token string) error
 }
 
 // AuditEvent is an entry for a user's audit trail; it holds no secret.
@@ -303,22 +309,50 @@ func (s *Service) Authenticate(ctx context.Context, login, password, clientIP st
 		return nil, &RateLimitedError{RetryAfter: wait}
 	}
 	keys := append(client, account)
-	hash := s.dummyHash // an unknown user costs what a wrong password costs
-	if u != nil {
+	// An unknown user, and a user imported without a password, cost what
+	// a wrong password costs.
+	hash := s.dummyHash
+	hasPassword := u != nil && u.PasswordHash != ""
+	if hasPassword {
 		hash = u.PasswordHash
 	}
 	ok, err := s.hashPassword(ctx, password, hash)
 	if err != nil {
 		return nil, err
 	}
-	if u == nil || !ok {
+	if !hasPassword || !ok {
 		return nil, fmt.Errorf("auth: login: %w", ErrInvalidCredentials)
 	}
 	s.limiter.refund(keys...)
 	if u.Disabled {
 		return nil, fmt.Errorf("auth: login %s: %w", u.ID, ErrAccountDisabled)
 	}
+	if needsRehash(u.PasswordHash) {
+		s.rehash(ctx, u, password)
+	}
 	return u, nil
+}
+
+// rehash replaces an imported bcrypt hash by an argon2id hash of the
+// password that just checked, unless the hash changed meanwhile (an
+// admin set a password). The login has succeeded either way: a failure
+// is logged, and the next login tries again.
+func (s *Service) rehash(ctx context.Context, u *User, password string) {
+	select {
+	case s.hashSlots <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	fresh := hashPassword(password, s.cfg.PasswordParams)
+	<-s.hashSlots
+	replaced, err := s.users.replaceHash(ctx, u.ID, u.PasswordHash, fresh)
+	if err != nil {
+		s.cfg.Logger.WarnContext(ctx, "rehashing a password failed", "user_id", u.ID, "error", err)
+		return
+	}
+	if replaced {
+		u.PasswordHash = fresh
+	}
 }
 
 // findLogin returns the user a login names; ErrNotFound also when the

@@ -99,6 +99,14 @@ func (n *NewUser) validate() error {
 	if err := validateEmail(n.Email); err != nil {
 		return err
 	}
+	if err := n.validateRoles(); err != nil {
+		return err
+	}
+	return validateProfile(n.Profile)
+}
+
+// validateRoles defaults no roles to user and refuses unknown ones.
+func (n *NewUser) validateRoles() error {
 	if len(n.Roles) == 0 {
 		n.Roles = []string{RoleUser}
 	}
@@ -107,7 +115,7 @@ func (n *NewUser) validate() error {
 			return invalid("roles", fmt.Sprintf("unknown role %q (user, admin)", r))
 		}
 	}
-	return validateProfile(n.Profile)
+	return nil
 }
 
 func validatePassword(p string) error {
@@ -198,20 +206,25 @@ func (us *users) create(ctx context.Context, n NewUser) (*User, error) {
 		PasswordHash: hashPassword(n.Password, us.params),
 		Roles:        n.Roles, Profile: n.Profile, CreatedAt: now, UpdatedAt: now, Keyed: true,
 	}
+	return u, us.insert(ctx, u)
+}
+
+// insert writes a new user: its keys first, then the user.
+func (us *users) insert(ctx context.Context, u *User) error {
 	if err := us.claimUsername(ctx, u); err != nil {
-		return nil, err
+		return err
 	}
 	if err := us.claimEmail(ctx, u.ID, u.Email); err != nil {
-		return nil, err
+		return err
 	}
 	if _, err := us.coll.InsertOne(ctx, u); err != nil {
 		err = mongodb.Wrap(err)
 		if errors.Is(err, mongodb.ErrDuplicate) {
-			return nil, fmt.Errorf("auth: create user %q: %w", n.Username, ErrUsernameTaken)
+			return fmt.Errorf("auth: create user %q: %w", u.Username, ErrUsernameTaken)
 		}
-		return nil, fmt.Errorf("auth: create user: %w", err)
+		return fmt.Errorf("auth: create user: %w", err)
 	}
-	return u, nil
+	return nil
 }
 
 // claimUsername points u's username key at u, unless it names a user that
@@ -379,6 +392,28 @@ func (us *users) stampLogin(ctx context.Context, id string, at time.Time) (*User
 	return &u, nil
 }
 
+// replaceHash sets the user's password hash to fresh if it is still old,
+// under the user's lock, and reports whether it did.
+func (us *users) replaceHash(ctx context.Context, id, old, fresh string) (bool, error) {
+	unlock, err := us.locks.Lock(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	if us.writes.Exclusive {
+		u, err := us.byID(ctx, id)
+		if err != nil || u.PasswordHash != old {
+			return false, err
+		}
+	}
+	res, err := us.coll.UpdateOne(ctx, us.writes.Filter(id, bson.E{Key: "password_hash", Value: old}),
+		bson.M{"$set": bson.M{"password_hash": fresh, "updated_at": us.now()}})
+	if err != nil {
+		return false, fmt.Errorf("auth: rehash password: %w", mongodb.Wrap(err))
+	}
+	return res.MatchedCount == 1, nil
+}
+
 // UserPatch changes the fields that are set.
 type UserPatch struct {
 	Email    *string
@@ -393,6 +428,8 @@ type UserPatch struct {
 	// KeepSessions keeps the user's sessions alive through a password
 	// change, which otherwise revokes them.
 	KeepSessions bool
+	// passwordHash replaces the hash as it is (an import's).
+	passwordHash *string
 }
 
 func (us *users) update(ctx context.Context, id string, p UserPatch) (*User, error) {
@@ -408,6 +445,9 @@ func (us *users) update(ctx context.Context, id string, p UserPatch) (*User, err
 			return nil, err
 		}
 		set["password_hash"] = hashPassword(*p.Password, us.params)
+	}
+	if p.passwordHash != nil {
+		set["password_hash"] = *p.passwordHash
 	}
 	if p.Roles != nil {
 		n := NewUser{Username: "x", Password: "xxxxxxxx", Roles: *p.Roles}

@@ -143,6 +143,9 @@ type noDevices struct{}
 
 func (noDevices) TouchDevice(context.Context, DeviceBinding) (bool, error)    { return true, nil }
 func (noDevices) BindDevice(context.Context, DeviceBinding) ([]string, error) { return nil, nil }
+func (noDevices) BindDevices(context.Context, []DeviceBinding) ([]string, error) {
+	return nil, nil
+}
 func (noDevices) UnbindSession(context.Context, string, string, string) error {
 	return nil
 }
@@ -155,3 +158,4 @@ type noValidator struct{}
 
 func (noValidator) ValidateToken(context.Context, string) (bool, error) { return false, nil }
 func (noValidator) CachedToken(string) (bool, bool)                     { return false, true }
+func (noValidator) CheckToken(string) error                             { return nil }

@@ -22,6 +22,8 @@ func (s *server) adminRoutes(g *echo.Group) {
 	g.GET("/users/:id/events", s.adminEvents, read)
 	g.POST("/apps", s.createApp, admin)
 	g.DELETE("/apps/:app_id", s.revokeApp, admin)
+	// POST /v1/admin/import is registered by importRoute: it needs a
+	// longer timeout and a larger body than this group allows.
 }
 
 type planJSON struct {

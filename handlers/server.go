@@ -127,7 +127,9 @@ func New(cfg Config) (*echo.Echo, error) {
 		accessLog(cfg.Logger),
 		recoverPanics(cfg.Logger),
 		securityHeaders(),
-		middleware.BodyLimit("1M"),
+		middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: "1M",
+			// The import streams a body of its own limit (ImportBodyLimit).
+			Skipper: func(c echo.Context) bool { return c.Path() == importPath }}),
 	)
 	if len(cfg.CORSAllowedOrigins) > 0 {
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{AllowOrigins: cfg.CORSAllowedOrigins}))
@@ -142,6 +144,7 @@ func New(cfg Config) (*echo.Echo, error) {
 	timeout := withTimeout(cfg.RequestTimeout)
 	e.GET("/.well-known/jwks.json", s.jwks)
 	s.nativeRoutes(e.Group("/v1", timeout, renderWith(renderProblemJSON)))
+	s.importRoute(e) // an admin route, with its own timeout
 	if s.styleOn("kecak") {
 		s.kecakRoutes(e.Group(kecakPrefix, timeout, renderWith(renderKecak)))
 	}

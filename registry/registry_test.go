@@ -595,3 +595,41 @@ func TestSweepStopsAskingAnUnreachableFirebase(t *testing.T) {
 		t.Errorf("asked an unreachable Firebase %d times in one sweep, want 1", v.asked)
 	}
 }
+
+// BindMany writes new users' devices in bulk and sends the rest through
+// Bind: a user with devices already, a token another device holds (it
+// moves), a token named twice in one batch (the later binding wins).
+func TestBindManyMatchesBind(t *testing.T) {
+	eachMode(t, func(t *testing.T, w mongodb.Writes) {
+		s, _ := newStoreWriting(t, registry.Config{Writes: w})
+		ctx := context.Background()
+		if _, err := s.Bind(ctx, registry.Binding{UserID: "old", DeviceID: "tablet", FCMToken: "held", SessionID: "s0"}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := s.BindMany(ctx, []registry.Binding{
+			{UserID: "new1", DeviceID: "phone", FCMToken: "t1"},
+			{UserID: "new2", DeviceID: "phone", FCMToken: "t2", Verified: true},
+			{UserID: "old", DeviceID: "phone", FCMToken: "t3"},
+			{UserID: "new3", DeviceID: "phone", FCMToken: "held"},
+			{UserID: "new4", DeviceID: "a", FCMToken: "twice"},
+			{UserID: "new5", DeviceID: "b", FCMToken: "twice"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res) != 6 || !res[0].Created || len(res[3].MovedFrom) != 1 || res[3].MovedFrom[0].UserID != "old" {
+			t.Errorf("results = %+v, want six, the fourth moving the token from old", res)
+		}
+		for token, want := range map[string]string{"t1": "new1/phone", "t2": "new2/phone", "t3": "old/phone", "held": "new3/phone", "twice": "new5/b"} {
+			if got := holders(t, s, token, "new1", "new2", "new3", "new4", "new5", "old"); len(got) != 1 || got[0] != want {
+				t.Errorf("%s held by %v, want %s only", token, got, want)
+			}
+		}
+		if d, err := s.Get(ctx, "new2", "phone"); err != nil || d.TokenStatus != registry.TokenValid {
+			t.Errorf("new2/phone = %+v, %v; want valid", d, err)
+		}
+		if d, err := s.Get(ctx, "old", "tablet"); err != nil || d.TokenStatus != registry.TokenUnbound {
+			t.Errorf("old/tablet = %+v, %v; want unbound (its token moved)", d, err)
+		}
+	})
+}

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -140,4 +142,57 @@ func BenchmarkLogin(b *testing.B) {
 			roundTrips(b, a, start, ops)
 		})
 	}
+}
+
+// BenchmarkImport imports users through POST /v1/admin/import, with no
+// device and with one device each, into a fresh database per case and
+// size: PUSHREG_BENCH_IMPORT_USERS lists the sizes (default 2000), each
+// imported once per iteration. The README's measurements:
+//
+//	PUSHREG_BENCH_IMPORT_USERS=10000,100000 go test ./cmd/pushreg -run XXX -bench 'Import//devices=0' -benchtime 1x
+//	PUSHREG_BENCH_IMPORT_USERS=500,1000 go test ./cmd/pushreg -run XXX -bench 'Import//devices=1' -benchtime 1x
+func BenchmarkImport(b *testing.B) {
+	sizes := []int{2000}
+	if v := os.Getenv("PUSHREG_BENCH_IMPORT_USERS"); v != "" {
+		sizes = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 1 {
+				b.Fatalf("PUSHREG_BENCH_IMPORT_USERS=%q is not a list of positive numbers", v)
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	hash := argon2PHC("bench-password")
+	for _, size := range sizes {
+		for _, devices := range []int{0, 1} {
+			b.Run(fmt.Sprintf("users=%d/devices=%d", size, devices), func(b *testing.B) {
+				benchImport(b, size, devices, hash)
+			})
+		}
+	}
+}
+
+func benchImport(b *testing.B, size, devices int, hash string) {
+	a := newAPI(b, nil)
+	h := bearer(a.admin())
+	for i := 0; b.Loop(); i++ {
+		var body strings.Builder
+		for j := range size {
+			name := fmt.Sprintf("u%d-%d", i, j)
+			fmt.Fprintf(&body, `{"username":%q,"email":"%s@example.com","password_hash":%q`, name, name, hash)
+			if devices > 0 {
+				fmt.Fprintf(&body, `,"devices":[{"device_id":"phone","fcm_token":%q,"platform":"android"}]`, fcmToken(name))
+			}
+			body.WriteString("}\n")
+		}
+		start := a.svc.commands.Started()
+		out := benchCall(b, a, "POST", "/v1/admin/import", h, "application/x-ndjson", body.String())
+		var res importAnswer
+		if err := json.Unmarshal(out, &res); err != nil || res.UsersCreated != size || res.DevicesBound != size*devices {
+			b.Fatalf("import = %+v, %v; want %d users and %d devices", res, err, size, size*devices)
+		}
+		roundTrips(b, a, start, size)
+	}
+	b.ReportMetric(float64(size*b.N)/b.Elapsed().Seconds(), "users/s")
 }

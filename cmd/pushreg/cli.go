@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -24,17 +25,22 @@ type cliCommand struct {
 	// define registers the command's own flags and returns what runs it
 	// once they are parsed.
 	define func(fs *flag.FlagSet) func(ctx context.Context, s *cliSession) error
+	// operands is how many arguments the command takes besides flags.
+	operands int
+	// timeout replaces the default --timeout (30s) for a long command.
+	timeout time.Duration
 }
 
 // cliCommands lists the admin commands.
 func cliCommands() []cliCommand {
 	return []cliCommand{
-		{"users", "create", "--user NAME --user-password PASSWORD [--email E] [--roles user,admin]", "create a user", defineUsersCreate},
-		{"users", "list", "[--prefix P] [--limit N] [--cursor C] [--all]", "list users in username order", defineUsersList},
-		{"devices", "list", "--user NAME [--status S] [--platform P] [--limit N] [--cursor C] [--all]", "list a user's devices, most recently seen first", defineDevicesList},
-		{"devices", "revoke", "--user NAME --device ID", "remove a device and revoke its session", defineDevicesRevoke},
-		{"sessions", "revoke", "--user NAME", "revoke every session of a user and unbind their devices' tokens", defineSessionsRevoke},
-		{"apps", "create", "--name NAME --scopes push:send,devices:read", "create an app; its secret is shown once", defineAppsCreate},
+		{"users", "create", "--user NAME --user-password PASSWORD [--email E] [--roles user,admin]", "create a user", defineUsersCreate, 0, 0},
+		{"users", "list", "[--prefix P] [--limit N] [--cursor C] [--all]", "list users in username order", defineUsersList, 0, 0},
+		{"devices", "list", "--user NAME [--status S] [--platform P] [--limit N] [--cursor C] [--all]", "list a user's devices, most recently seen first", defineDevicesList, 0, 0},
+		{"devices", "revoke", "--user NAME --device ID", "remove a device and revoke its session", defineDevicesRevoke, 0, 0},
+		{"sessions", "revoke", "--user NAME", "revoke every session of a user and unbind their devices' tokens", defineSessionsRevoke, 0, 0},
+		{"apps", "create", "--name NAME --scopes push:send,devices:read", "create an app; its secret is shown once", defineAppsCreate, 0, 0},
+		{"import", "", "[--validate] FILE", "import users and their devices from an NDJSON file (- reads stdin)", defineImport, 1, 35 * time.Minute},
 	}
 }
 
@@ -55,6 +61,10 @@ func runCLI(ctx context.Context, args []string, getenv func(string) string, stdo
 	group := args[0]
 	var verbs []string
 	for _, c := range cliCommands() {
+		if c.group == group && c.verb == "" {
+			// A command of one word ("pushreg import FILE").
+			return c.run(ctx, args[1:], getenv, stdout, stderr)
+		}
 		if c.group == group {
 			verbs = append(verbs, c.verb)
 		}
@@ -78,7 +88,7 @@ func cliUsage(w io.Writer, group string) {
 	fmt.Fprintln(w, "Usage:")
 	for _, c := range cliCommands() {
 		if c.group == group || group == "" {
-			fmt.Fprintf(w, "  pushreg %s %s %s\n      %s\n", c.group, c.verb, c.args, c.summary)
+			fmt.Fprintf(w, "  pushreg %s %s\n      %s\n", c.name(), c.args, c.summary)
 		}
 	}
 	fmt.Fprintln(w, "Every command takes --url, --token or --username/--password, and --json; -h lists them.")
@@ -118,31 +128,50 @@ func (conn *connection) fromEnv(getenv func(string) string) {
 	conn.url = strings.TrimRight(conn.url, "/")
 }
 
+// name is the command as typed: "users create", "import".
+func (c cliCommand) name() string { return strings.TrimSpace(c.group + " " + c.verb) }
+
 func (c cliCommand) run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	name := c.group + " " + c.verb
+	name := c.name()
 	fs := flag.NewFlagSet("pushreg "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are returned as one line
 	var conn connection
 	conn.register(fs)
-	action := c.define(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stdout, "Usage: pushreg %s %s\n  %s\n", name, c.args, c.summary)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return nil
-		}
-		return fmt.Errorf("%s: %v (see pushreg %s -h)", name, err, name)
+	if c.timeout > 0 {
+		conn.timeout = c.timeout
+		fs.Lookup("timeout").DefValue = c.timeout.String()
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%s: unexpected argument %q (see pushreg %s -h)", name, fs.Arg(0), name)
+	action := c.define(fs)
+	// Operands may come before, between or after the flags.
+	var operands []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintf(stdout, "Usage: pushreg %s %s\n  %s\n", name, c.args, c.summary)
+				fs.SetOutput(stdout)
+				fs.PrintDefaults()
+				return nil
+			}
+			return fmt.Errorf("%s: %v (see pushreg %s -h)", name, err, name)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		operands = append(operands, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(operands) > c.operands {
+		return fmt.Errorf("%s: unexpected argument %q (see pushreg %s -h)", name, operands[c.operands], name)
+	}
+	if len(operands) < c.operands {
+		return fmt.Errorf("%s: %s is required (see pushreg %s -h)", name, c.args, name)
 	}
 	conn.fromEnv(getenv)
 	if conn.token == "" && (conn.username == "" || conn.password == "") {
 		return fmt.Errorf("%s: no credentials: give --token (PUSHREG_TOKEN) or --username and --password (PUSHREG_ADMIN_USERNAME, PUSHREG_ADMIN_PASSWORD)", name)
 	}
 	s := &cliSession{api: &adminClient{http: &http.Client{Timeout: conn.timeout}, base: conn.url, token: conn.token},
-		out: stdout, errOut: stderr, json: conn.json}
+		out: stdout, errOut: stderr, in: os.Stdin, json: conn.json, operands: operands}
 	if conn.token == "" {
 		if err := s.api.login(ctx, conn.username, conn.password); err != nil {
 			return fmt.Errorf("%s: log in as %s: %w", name, conn.username, err)
@@ -161,7 +190,10 @@ type cliSession struct {
 	api    *adminClient
 	out    io.Writer
 	errOut io.Writer
+	in     io.Reader
 	json   bool
+	// operands are the command's arguments other than flags.
+	operands []string
 }
 
 // printJSON writes v indented.
@@ -206,20 +238,27 @@ func (e *httpError) Error() string { return fmt.Sprintf("%s (HTTP %d)", e.detail
 // do sends a request with a JSON body (unless nil) and decodes a JSON
 // answer into out (unless nil).
 func (c *adminClient) do(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
+	if body == nil {
+		return c.send(ctx, method, path, "", nil, -1, out)
 	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	return c.send(ctx, method, path, "application/json", bytes.NewReader(b), int64(len(b)), out)
+}
+
+// send sends a request whose body (unless nil) is read from rd, size bytes
+// long (-1: unknown, sent chunked), and decodes a JSON answer into out
+// (unless nil).
+func (c *adminClient) send(ctx context.Context, method, path, ctype string, rd io.Reader, size int64, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
 		return fmt.Errorf("bad --url %q: %w", c.base, err)
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+		req.ContentLength = size
 	}
 	req.Header.Set("Accept", "application/json")
 	if c.token != "" {

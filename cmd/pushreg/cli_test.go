@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -265,4 +268,51 @@ func TestCLI(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestCLIImport(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, nil)
+	file := filepath.Join(t.TempDir(), "users.ndjson")
+	body := `{"username": "nia", "devices": [{"device_id": "p1", "fcm_token": "nia:phone"}]}` + "\n" +
+		`{"username": "no good"}` + "\n" +
+		`{"username": "oli", "email": "oli@example.com"}` // no final newline
+	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"file then flags", []string{"import", file, "--url", a.url, "--token", a.admin()}},
+		{"flags then file", []string{"import", "--url", a.url, "--token", a.admin(), file}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errOut, err := cliRun(nil, tt.args...)
+			if err == nil || !strings.Contains(err.Error(), "1 lines were not imported") {
+				t.Errorf("error = %v, want one line not imported", err)
+			}
+			created, updated := 2, 0
+			if i > 0 {
+				created, updated = 0, 2 // the second run updates the first's users
+			}
+			if want := fmt.Sprintf("%d users created, %d updated, 1 devices bound, 1 line errors", created, updated); !strings.HasPrefix(out, want) {
+				t.Errorf("stdout = %q, want it to start with %q", out, want)
+			}
+			rows := cliTable(t, out[strings.Index(out, "LINE"):])
+			if len(rows) != 1 || rows[0]["LINE"] != "2" || !strings.HasPrefix(rows[0]["ERROR"], "username:") {
+				t.Errorf("error rows = %v", rows)
+			}
+			size := fmt.Sprintf("%.1f MiB", float64(len(body))/(1<<20))
+			if !strings.Contains(errOut, size+" of "+size+" sent, 3 lines\n") {
+				t.Errorf("stderr = %q, want the progress of 3 lines", errOut)
+			}
+		})
+	}
+	for _, args := range [][]string{{"import"}, {"import", file, file}} {
+		if _, _, err := cliRun(nil, append(args, "--url", a.url, "--token", a.admin())...); err == nil {
+			t.Errorf("pushreg %v: no error", args)
+		}
+	}
 }

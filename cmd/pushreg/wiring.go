@@ -43,6 +43,21 @@ func (d deviceRegistry) BindDevice(ctx context.Context, b auth.DeviceBinding) ([
 	return evicted, err
 }
 
+func (d deviceRegistry) BindDevices(ctx context.Context, bs []auth.DeviceBinding) ([]string, error) {
+	rb := make([]registry.Binding, len(bs))
+	for i, b := range bs {
+		rb[i] = toBinding(b)
+	}
+	res, err := d.store.BindMany(ctx, rb)
+	var evicted []string
+	for _, r := range res {
+		for _, dev := range r.Evicted {
+			evicted = append(evicted, dev.SessionID)
+		}
+	}
+	return evicted, err
+}
+
 func (d deviceRegistry) UnbindSession(ctx context.Context, userID, sessionID, actor string) error {
 	return d.store.UnbindSession(ctx, userID, sessionID, actor)
 }
@@ -101,6 +116,13 @@ func (v tokenValidator) ValidateToken(ctx context.Context, token string) (bool, 
 func (v tokenValidator) CachedToken(token string) (verified, ok bool) {
 	res, ok := v.client.Cached(token)
 	return res.Verified, ok
+}
+
+func (v tokenValidator) CheckToken(token string) error {
+	if err := push.CheckTokenShape(token); err != nil {
+		return fmt.Errorf("%w: %s", auth.ErrFCMTokenMalformed, reason(err, push.ErrTokenMalformed))
+	}
+	return nil
 }
 
 // sweepValidator lets the registry's sweeper re-validate tokens.
