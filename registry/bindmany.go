@@ -96,19 +96,22 @@ func (s *Store) BindMany(ctx context.Context, bs []Binding) ([]BindResult, error
 	for j, ok := range written {
 		fresh[userOf[j]] = ok // false: the user has devices already
 	}
+	var bound []Event
 	for i, b := range bs {
 		if slow[i] || !fresh[b.UserID] {
 			r, err := s.Bind(ctx, b)
 			if err != nil {
+				s.recordMany(ctx, bound)
 				return res, err
 			}
 			res[i] = r
 			continue
 		}
 		res[i] = BindResult{Created: true, TokenChanged: true}
-		s.record(ctx, Event{UserID: b.UserID, Type: EventTokenBound, Actor: b.Actor,
+		bound = append(bound, Event{UserID: b.UserID, Type: EventTokenBound, Actor: b.Actor,
 			DeviceID: b.DeviceID, SessionID: b.SessionID, Outcome: string(docs[i].TokenStatus)})
 	}
+	s.recordMany(ctx, bound)
 	return res, nil
 }
 

@@ -95,6 +95,23 @@ func (s *Store) record(ctx context.Context, e Event) {
 	_ = s.Record(ctx, e)
 }
 
+// recordMany appends events in one insert, as record does one; a failure
+// loses them, as it does for record.
+func (s *Store) recordMany(ctx context.Context, events []Event) {
+	if len(events) == 0 {
+		return
+	}
+	docs := make([]any, len(events))
+	for i, e := range events {
+		if e.At.IsZero() {
+			e.At = s.now()
+		}
+		docs[i] = eventDoc{ID: bson.NewObjectID(), UserID: e.UserID, Type: e.Type, Actor: e.Actor,
+			DeviceID: e.DeviceID, SessionID: e.SessionID, Outcome: e.Outcome, At: e.At}
+	}
+	_, _ = s.events.InsertMany(ctx, docs)
+}
+
 // EventsBefore returns up to limit of the user's events that come after
 // the position (at, id) in the trail's order, newest first: by time, then
 // by ID (an ObjectID in hex). A zero at means from the newest. The

@@ -33,7 +33,7 @@ func newClient(base string, concurrency int) *client {
 		MaxIdleConnsPerHost: 4 * concurrency,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &client{base: base, http: &http.Client{Transport: tr, Timeout: 60 * time.Second}}
+	return &client{base: base, http: &http.Client{Transport: tr, Timeout: 5 * time.Minute}}
 }
 
 func (c *client) close() { c.http.CloseIdleConnections() }

@@ -167,6 +167,7 @@ func (b *bench) scaleScenarios() []scenario {
 			}
 		}()},
 		{name: "kecak-refresh-move", about: "Kecak refresh with the FCM token another user's device holds (the token moves)",
+			workers: max(len(b.kecak)/3, 1),
 			op: func() func(context.Context, int) outcome {
 				// Worker w owns a ring of three devices of three users: each
 				// refresh takes the token the next device holds, which is
@@ -195,7 +196,8 @@ func (b *bench) scaleScenarios() []scenario {
 				}
 				return outcome{a: b.client.do(ctx, http.MethodGet, "/v1/admin/users/"+b.users[w%len(b.users)].id+"/devices", h, "", nil)}
 			}},
-		{name: "import-10k", about: "POST /v1/admin/import of 10,000 new users with a device each", units: "lines",
+		// One at a time: an import is a long request of its own.
+		{name: "import-10k", about: "POST /v1/admin/import of 10,000 new users with a device each", units: "lines", workers: 1,
 			op: func(ctx context.Context, w int) outcome {
 				from := int(imported.Add(importBatch)) - importBatch
 				var buf bytes.Buffer

@@ -156,6 +156,8 @@ type scenario struct {
 	op func(ctx context.Context, w int) outcome
 	// units names what msgs counts, when it does.
 	units string
+	// workers, when set, caps the workers that run it.
+	workers int
 }
 
 func scenarioNames() []string {
@@ -377,7 +379,11 @@ func (b *bench) runScenario(ctx context.Context, sc scenario) (result, error) {
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	start := time.Now()
-	for w := range b.o.concurrency {
+	workers := b.o.concurrency
+	if sc.workers > 0 {
+		workers = min(workers, sc.workers)
+	}
+	for w := range workers {
 		wg.Go(func() {
 			for !stop.Load() && ctx.Err() == nil {
 				st.add(sc.op(ctx, w))
