@@ -206,14 +206,7 @@ func (d *kecakDevice) refresh(ctx context.Context, c *client, newFCM bool) answe
 		d.n++
 		fcm = fcmToken(fmt.Sprintf("%s-%d", d.deviceID, d.n))
 	}
-	a := c.json(ctx, "PUT", kecakRefresh, map[string]string{"Authorization": d.token, "Referer": c.base + "/"},
-		map[string]string{"device_id": d.deviceID, "fcm_token": fcm})
-	if a.status == http.StatusOK {
-		if tok := field(a.body, "token"); tok != "" {
-			d.token, d.fcm = tok, fcm
-		}
-	}
-	return a
+	return d.refreshWith(ctx, c, fcm)
 }
 
 // nativeDevice is a native session on one device: a rotating chain of
