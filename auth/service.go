@@ -509,7 +509,7 @@ func (s *Service) RefreshKecak(ctx context.Context, token string, dev DeviceRequ
 	if err := dev.Validate(); err != nil {
 		return nil, err
 	}
-	claims, err := s.verifyKecak(token)
+	claims, err := s.verifyKecak(ctx, token)
 	if err != nil {
 		return nil, err
 	}
@@ -604,7 +604,7 @@ func (s *Service) revokeEvicted(ctx context.Context, ev evictions) {
 
 // CheckKecak checks a Kecak token against its session in the store.
 func (s *Service) CheckKecak(ctx context.Context, token string) (Session, *User, error) {
-	claims, err := s.signer.verify(typKecak, stripBearer(token))
+	claims, err := s.verifyKecakLive(ctx, stripBearer(token))
 	if err != nil {
 		return Session{}, nil, err
 	}
@@ -624,24 +624,39 @@ func (s *Service) CheckKecak(ctx context.Context, token string) (Session, *User,
 	if u.Disabled {
 		// Disabling revokes every session; this covers one that a failed
 		// revocation left behind.
-		return Session{}, nil, fmt.Errorf("auth: session %s: user disabled: %w", d.ID, ErrSessionRevoked)
+		return Session{}, nil, refused(CauseRevoked, fmt.Errorf("auth: session %s: user disabled: %w", d.ID, ErrSessionRevoked))
 	}
 	return d.session(), u, nil
 }
 
 // verifyKecak checks a Kecak session token, telling an access token
 // presented in its place apart: it is refused with a message that says so.
-func (s *Service) verifyKecak(token string) (*Claims, error) {
+func (s *Service) verifyKecak(ctx context.Context, token string) (*Claims, error) {
 	token = stripBearer(token)
 	if token == "" {
-		return nil, fmt.Errorf("auth: %w: no token", ErrInvalidToken)
+		return nil, refused(CauseMalformed, fmt.Errorf("auth: %w: no token", ErrInvalidToken))
 	}
-	c, err := s.signer.verify(typKecak, token)
-	if err == nil {
-		return c, nil
+	c, err := s.verifyKecakLive(ctx, token)
+	if err == nil || CauseOf(err) != CauseUnknown {
+		return c, err
 	}
 	if _, aerr := s.signer.verify(typAccess, token); aerr == nil {
-		return nil, fmt.Errorf("auth: %w", ErrNotSessionToken)
+		return nil, refused(CauseUnknown, fmt.Errorf("auth: %w", ErrNotSessionToken))
+	}
+	return nil, err
+}
+
+// verifyKecakLive is signer.verify of a Kecak token, except that an
+// expired one is refused for what its session is: the cause is
+// token_expired only while the session lives (a Kecak token's expiry is
+// capped by its session's, so it often expires with it).
+func (s *Service) verifyKecakLive(ctx context.Context, token string) (*Claims, error) {
+	c, err := s.signer.verify(typKecak, token)
+	if CauseOf(err) != CauseTokenExpired {
+		return c, err
+	}
+	if _, serr := s.liveSession(ctx, c.SessionID); serr != nil {
+		return nil, serr
 	}
 	return nil, err
 }
@@ -658,7 +673,11 @@ func stripBearer(h string) string {
 // VerifyAccess checks an access token's signature and claims. It does not
 // read the store: a revoked session's token lives out its short lifetime.
 func (s *Service) VerifyAccess(token string) (*Claims, error) {
-	return s.signer.verify(typAccess, stripBearer(token))
+	c, err := s.signer.verify(typAccess, stripBearer(token))
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // Authorize is VerifyAccess for a request: a token that lives longer than
@@ -689,12 +708,8 @@ func (s *Service) liveSession(ctx context.Context, id string) (*sessionDoc, erro
 	if err != nil {
 		return nil, err
 	}
-	now := s.cfg.Now()
-	if d.Revoked {
-		return nil, fmt.Errorf("auth: session %s: %w", id, ErrSessionRevoked)
-	}
-	if !now.Before(d.ExpiresAt) || !now.Before(d.IdleExpiresAt) {
-		return nil, fmt.Errorf("auth: session %s: %w", id, ErrTokenExpired)
+	if err := d.endedError(s.cfg.Now()); err != nil {
+		return nil, err
 	}
 	return d, nil
 }
