@@ -196,6 +196,9 @@ func (s *Service) EnsureIndexes(ctx context.Context) error {
 // JWKS returns the public keys that verify pushreg's tokens.
 func (s *Service) JWKS() []byte { return s.cfg.Keys.JWKS() }
 
+// Issuer is the iss of pushreg's tokens.
+func (s *Service) Issuer() string { return s.cfg.Issuer }
+
 // AccessTTL is the default access token lifetime.
 func (s *Service) AccessTTL() time.Duration { return s.cfg.AccessTTL }
 

@@ -217,6 +217,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, st store, now fun
 		Auth:               sessions,
 		Devices:            devices,
 		Styles:             cfg.Styles,
+		PublicURL:          cfg.PublicURL,
 		AllowedReferers:    cfg.AllowedReferers,
 		DuktigAuthKeys:     cfg.DuktigAuthKeys,
 		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
