@@ -67,6 +67,24 @@ type Auditor interface {
 	AuditedBefore(ctx context.Context, userID string, at time.Time, id string, limit int) ([]AuditEvent, error)
 }
 
+// ReuseAlert is a session reuse detection has just revoked, with the
+// device and FCM token it had bound then (its revocation unbinds them).
+type ReuseAlert struct {
+	UserID, SessionID, DeviceID, FCMToken string
+	At                                    time.Time
+}
+
+// ReuseAlerter warns a user that reuse detection revoked one of their
+// sessions. ReuseDetected runs on the path of the request that detected
+// it, so it must return at once and can fail nothing.
+type ReuseAlerter interface {
+	ReuseDetected(a ReuseAlert)
+}
+
+type noReuseAlert struct{}
+
+func (noReuseAlert) ReuseDetected(ReuseAlert) {}
+
 // Config configures the Service.
 type Config struct {
 	DB             *mongo.Database
@@ -86,8 +104,11 @@ type Config struct {
 	Devices          Devices
 	Validator        TokenValidator
 	Auditor          Auditor
-	Logger           *slog.Logger
-	Now              func() time.Time
+	// ReuseAlerter is told of every session reuse detection revokes
+	// (default: nobody).
+	ReuseAlerter ReuseAlerter
+	Logger       *slog.Logger
+	Now          func() time.Time
 	// Writes says whether this process is the store's only writer (see
 	// mongodb.Writes).
 	Writes mongodb.Writes
@@ -128,6 +149,9 @@ func (c *Config) validate() error {
 	}
 	if c.Auditor == nil {
 		c.Auditor = noAudit{}
+	}
+	if c.ReuseAlerter == nil {
+		c.ReuseAlerter = noReuseAlert{}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -769,6 +793,10 @@ func (s *Service) auditFailure(ctx context.Context, err error, p presented) erro
 		if d, gerr := s.sessions.get(ctx, p.sessionID); gerr == nil {
 			s.cfg.Auditor.Audit(ctx, AuditEvent{UserID: d.UserID, Type: "reuse_detected", Actor: "system",
 				DeviceID: d.DeviceID, SessionID: d.ID, Outcome: "session revoked"})
+			// Read before anything unbinds the session's device, so the
+			// alert reaches it too.
+			s.cfg.ReuseAlerter.ReuseDetected(ReuseAlert{UserID: d.UserID, SessionID: d.ID,
+				DeviceID: d.DeviceID, FCMToken: d.FCMToken, At: s.cfg.Now()})
 		}
 	}
 	return err
