@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // Every refused refresh or token check names its cause (issue 16): the
@@ -236,6 +239,28 @@ func TestRefreshFailureCauses(t *testing.T) {
 		{
 			cause: "unknown", label: "the other refresh mode's token, or an access token",
 			credential: func(t *testing.T, a *api, s causeStyle) string { return s.foreign(a) },
+		},
+		{
+			cause: "unknown", label: "its session deleted",
+			credential: func(t *testing.T, a *api, s causeStyle) string {
+				cred := s.signIn(a, causeUser(s.name))
+				if _, err := a.db.Collection("sessions").DeleteMany(context.Background(), bson.M{"username": causeUser(s.name)}); err != nil {
+					t.Fatal(err)
+				}
+				return cred
+			},
+		},
+		{
+			cause: "revoked", label: "its device evicted by another sign-in over the device limit",
+			env: with(map[string]string{"PUSHREG_MAX_DEVICES_PER_USER": "1"}),
+			// Only Kecak sessions always bind a device.
+			applies: func(s causeStyle) bool { return strings.HasPrefix(s.name, "kecak") },
+			credential: func(t *testing.T, a *api, s causeStyle) string {
+				u := causeUser(s.name)
+				cred := s.signIn(a, u)
+				a.kecakSignIn(u, u+"-password", "another-device", "fcm:another-"+u)
+				return cred
+			},
 		},
 		{
 			cause: "revoked", label: "RFC 7009",
