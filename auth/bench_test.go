@@ -2,6 +2,7 @@ package auth
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -75,7 +76,7 @@ func BenchmarkVerifyKecak(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := svc.verifyKecak("Bearer " + tok); err != nil {
+		if _, err := svc.verifyKecak(context.Background(), "Bearer "+tok); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -35,6 +35,57 @@ var (
 	ErrFCMUnavailable    = errors.New("cannot reach Firebase")
 )
 
+// Cause is why a credential (a refresh token, a Kecak token, an access
+// token) was refused, in the stable words clients act on: the README's
+// client table says what each asks of the app.
+type Cause string
+
+const (
+	// CauseExpired: the session's absolute lifetime is over.
+	CauseExpired Cause = "expired"
+	// CauseIdleExpired: the session went unrefreshed for its idle lifetime.
+	CauseIdleExpired Cause = "idle_expired"
+	// CauseTokenExpired: the JWT presented is past its exp, but it is
+	// genuine and its session lives.
+	CauseTokenExpired Cause = "token_expired"
+	// CauseRevoked: the session was ended (logout, an admin, a disabled
+	// account, an evicted or removed device).
+	CauseRevoked Cause = "revoked"
+	// CauseReused: a retired credential came back and the session was
+	// revoked for it.
+	CauseReused Cause = "reused"
+	// CauseUnknown: not a credential of a live session this pushreg
+	// issued (not minted here, its session gone, or the wrong kind).
+	CauseUnknown Cause = "unknown"
+	// CauseMalformed: not a credential at all, or none was sent.
+	CauseMalformed Cause = "malformed"
+)
+
+// RefusedError is a credential refused for Cause. It wraps the sentinel
+// (ErrInvalidToken, ErrTokenExpired, ErrSessionRevoked, ErrTokenReused)
+// that callers already branch on.
+type RefusedError struct {
+	Cause Cause
+	Err   error
+}
+
+func (e *RefusedError) Error() string { return e.Err.Error() + " [" + string(e.Cause) + "]" }
+
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// refused marks err, which wraps one of the token sentinels, with cause.
+func refused(cause Cause, err error) error { return &RefusedError{Cause: cause, Err: err} }
+
+// CauseOf returns why err refused a credential; empty when err is no
+// refusal (a store outage, a bad request).
+func CauseOf(err error) Cause {
+	var re *RefusedError
+	if errors.As(err, &re) {
+		return re.Cause
+	}
+	return ""
+}
+
 // InvalidInputError names the field a request got wrong.
 type InvalidInputError struct {
 	Field  string

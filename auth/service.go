@@ -73,6 +73,24 @@ type Auditor interface {
 	AuditedBefore(ctx context.Context, userID string, at time.Time, id string, limit int) ([]AuditEvent, error)
 }
 
+// ReuseAlert is a session reuse detection has just revoked, with the
+// device and FCM token it had bound then (its revocation unbinds them).
+type ReuseAlert struct {
+	UserID, SessionID, DeviceID, FCMToken string
+	At                                    time.Time
+}
+
+// ReuseAlerter warns a user that reuse detection revoked one of their
+// sessions. ReuseDetected runs on the path of the request that detected
+// it, so it must return at once and can fail nothing.
+type ReuseAlerter interface {
+	ReuseDetected(a ReuseAlert)
+}
+
+type noReuseAlert struct{}
+
+func (noReuseAlert) ReuseDetected(ReuseAlert) {}
+
 // Config configures the Service.
 type Config struct {
 	DB             *mongo.Database
@@ -92,8 +110,11 @@ type Config struct {
 	Devices          Devices
 	Validator        TokenValidator
 	Auditor          Auditor
-	Logger           *slog.Logger
-	Now              func() time.Time
+	// ReuseAlerter is told of every session reuse detection revokes
+	// (default: nobody).
+	ReuseAlerter ReuseAlerter
+	Logger       *slog.Logger
+	Now          func() time.Time
 	// Writes says whether this process is the store's only writer (see
 	// mongodb.Writes).
 	Writes mongodb.Writes
@@ -134,6 +155,9 @@ func (c *Config) validate() error {
 	}
 	if c.Auditor == nil {
 		c.Auditor = noAudit{}
+	}
+	if c.ReuseAlerter == nil {
+		c.ReuseAlerter = noReuseAlert{}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -201,6 +225,9 @@ func (s *Service) EnsureIndexes(ctx context.Context) error {
 
 // JWKS returns the public keys that verify pushreg's tokens.
 func (s *Service) JWKS() []byte { return s.cfg.Keys.JWKS() }
+
+// Issuer is the iss of pushreg's tokens.
+func (s *Service) Issuer() string { return s.cfg.Issuer }
 
 // AccessTTL is the default access token lifetime.
 func (s *Service) AccessTTL() time.Duration { return s.cfg.AccessTTL }
@@ -543,7 +570,7 @@ func (s *Service) RefreshKecak(ctx context.Context, token string, dev DeviceRequ
 	if err := dev.Validate(); err != nil {
 		return nil, err
 	}
-	claims, err := s.verifyKecak(token)
+	claims, err := s.verifyKecak(ctx, token)
 	if err != nil {
 		return nil, err
 	}
@@ -638,7 +665,7 @@ func (s *Service) revokeEvicted(ctx context.Context, ev evictions) {
 
 // CheckKecak checks a Kecak token against its session in the store.
 func (s *Service) CheckKecak(ctx context.Context, token string) (Session, *User, error) {
-	claims, err := s.signer.verify(typKecak, stripBearer(token))
+	claims, err := s.verifyKecakLive(ctx, stripBearer(token))
 	if err != nil {
 		return Session{}, nil, err
 	}
@@ -658,24 +685,39 @@ func (s *Service) CheckKecak(ctx context.Context, token string) (Session, *User,
 	if u.Disabled {
 		// Disabling revokes every session; this covers one that a failed
 		// revocation left behind.
-		return Session{}, nil, fmt.Errorf("auth: session %s: user disabled: %w", d.ID, ErrSessionRevoked)
+		return Session{}, nil, refused(CauseRevoked, fmt.Errorf("auth: session %s: user disabled: %w", d.ID, ErrSessionRevoked))
 	}
 	return d.session(), u, nil
 }
 
 // verifyKecak checks a Kecak session token, telling an access token
 // presented in its place apart: it is refused with a message that says so.
-func (s *Service) verifyKecak(token string) (*Claims, error) {
+func (s *Service) verifyKecak(ctx context.Context, token string) (*Claims, error) {
 	token = stripBearer(token)
 	if token == "" {
-		return nil, fmt.Errorf("auth: %w: no token", ErrInvalidToken)
+		return nil, refused(CauseMalformed, fmt.Errorf("auth: %w: no token", ErrInvalidToken))
 	}
-	c, err := s.signer.verify(typKecak, token)
-	if err == nil {
-		return c, nil
+	c, err := s.verifyKecakLive(ctx, token)
+	if err == nil || CauseOf(err) != CauseUnknown {
+		return c, err
 	}
 	if _, aerr := s.signer.verify(typAccess, token); aerr == nil {
-		return nil, fmt.Errorf("auth: %w", ErrNotSessionToken)
+		return nil, refused(CauseUnknown, fmt.Errorf("auth: %w", ErrNotSessionToken))
+	}
+	return nil, err
+}
+
+// verifyKecakLive is signer.verify of a Kecak token, except that an
+// expired one is refused for what its session is: the cause is
+// token_expired only while the session lives (a Kecak token's expiry is
+// capped by its session's, so it often expires with it).
+func (s *Service) verifyKecakLive(ctx context.Context, token string) (*Claims, error) {
+	c, err := s.signer.verify(typKecak, token)
+	if CauseOf(err) != CauseTokenExpired {
+		return c, err
+	}
+	if _, serr := s.liveSession(ctx, c.SessionID); serr != nil {
+		return nil, serr
 	}
 	return nil, err
 }
@@ -692,7 +734,11 @@ func stripBearer(h string) string {
 // VerifyAccess checks an access token's signature and claims. It does not
 // read the store: a revoked session's token lives out its short lifetime.
 func (s *Service) VerifyAccess(token string) (*Claims, error) {
-	return s.signer.verify(typAccess, stripBearer(token))
+	c, err := s.signer.verify(typAccess, stripBearer(token))
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // Authorize is VerifyAccess for a request: a token that lives longer than
@@ -723,12 +769,8 @@ func (s *Service) liveSession(ctx context.Context, id string) (*sessionDoc, erro
 	if err != nil {
 		return nil, err
 	}
-	now := s.cfg.Now()
-	if d.Revoked {
-		return nil, fmt.Errorf("auth: session %s: %w", id, ErrSessionRevoked)
-	}
-	if !now.Before(d.ExpiresAt) || !now.Before(d.IdleExpiresAt) {
-		return nil, fmt.Errorf("auth: session %s: %w", id, ErrTokenExpired)
+	if err := d.endedError(s.cfg.Now()); err != nil {
+		return nil, err
 	}
 	return d, nil
 }
@@ -785,6 +827,10 @@ func (s *Service) auditFailure(ctx context.Context, err error, p presented) erro
 		if d, gerr := s.sessions.get(ctx, p.sessionID); gerr == nil {
 			s.cfg.Auditor.Audit(ctx, AuditEvent{UserID: d.UserID, Type: "reuse_detected", Actor: "system",
 				DeviceID: d.DeviceID, SessionID: d.ID, Outcome: "session revoked"})
+			// Read before anything unbinds the session's device, so the
+			// alert reaches it too.
+			s.cfg.ReuseAlerter.ReuseDetected(ReuseAlert{UserID: d.UserID, SessionID: d.ID,
+				DeviceID: d.DeviceID, FCMToken: d.FCMToken, At: s.cfg.Now()})
 		}
 	}
 	return err

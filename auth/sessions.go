@@ -151,7 +151,8 @@ func (ss *sessions) get(ctx context.Context, id string) (*sessionDoc, error) {
 	var d sessionDoc
 	err := ss.coll.FindOne(ctx, bson.M{"_id": id}).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, fmt.Errorf("auth: session: %w", ErrInvalidToken)
+		// A credential whose session was deleted (or never existed).
+		return nil, refused(CauseUnknown, fmt.Errorf("auth: session: %w", ErrInvalidToken))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("auth: get session: %w", mongodb.Wrap(err))
@@ -338,9 +339,10 @@ func (d *sessionDoc) apply(key string, v any) {
 type verdict int
 
 const (
-	verdictCurrent   verdict = iota
-	verdictDuplicate         // just rotated, inside the grace window
-	verdictExpired
+	verdictCurrent     verdict = iota
+	verdictDuplicate           // just rotated, inside the grace window
+	verdictExpired             // past the absolute expiry
+	verdictIdleExpired         // past the idle expiry
 	verdictRevoked
 	verdictReused // genuine but retired: a copy is in someone else's hands
 	verdictUnknown
@@ -349,7 +351,6 @@ const (
 func judge(d *sessionDoc, p presented, pol advancePolicy) verdict {
 	h := hashSecret(p.secret)
 	now, grace := pol.now, pol.grace
-	live := now.Before(d.ExpiresAt) && now.Before(d.IdleExpiresAt)
 	switch {
 	case d.Revoked:
 		return verdictRevoked
@@ -358,21 +359,56 @@ func judge(d *sessionDoc, p presented, pol advancePolicy) verdict {
 		// other mode neither uses it nor revokes for it.
 		return verdictUnknown
 	case d.Cred.Gen == p.gen && equalHash(d.Cred.Hash, h):
-		if !live {
-			return verdictExpired
-		}
-		return verdictCurrent
+		return d.expiry(now, verdictCurrent)
 	case d.Cred.Gen == p.gen+1 && equalHash(d.Cred.PrevHash, h) && now.Sub(d.Cred.RotatedAt) <= grace:
-		if !live {
-			return verdictExpired
-		}
-		return verdictDuplicate
+		return d.expiry(now, verdictDuplicate)
 	case p.gen < d.Cred.Gen:
 		// The credential's MAC or signature was checked before: it is one
 		// this session really had.
 		return verdictReused
 	}
 	return verdictUnknown
+}
+
+// expiry is live, or the expiry the session is past at now (the absolute
+// one first: once it passes, idleness no longer matters).
+func (d *sessionDoc) expiry(now time.Time, live verdict) verdict {
+	switch {
+	case !now.Before(d.ExpiresAt):
+		return verdictExpired
+	case !now.Before(d.IdleExpiresAt):
+		return verdictIdleExpired
+	}
+	return live
+}
+
+// reasonReuse is the revocation reason of reuse detection; a session
+// revoked for it answers CauseReused to every later credential, so the
+// holder of the current one (often the victim) learns of the theft too.
+const reasonReuse = "refresh token reuse detected"
+
+// revokedError is the refusal of a credential of the revoked session d.
+func (d *sessionDoc) revokedError() error {
+	cause := CauseRevoked
+	if d.RevokeReason == reasonReuse {
+		cause = CauseReused
+	}
+	return refused(cause, fmt.Errorf("auth: session %s: %w", d.ID, ErrSessionRevoked))
+}
+
+// endedError is the refusal of a credential of the session d at now, nil
+// while the session lives.
+func (d *sessionDoc) endedError(now time.Time) error {
+	if d.Revoked {
+		return d.revokedError()
+	}
+	switch d.expiry(now, verdictCurrent) {
+	case verdictExpired:
+		return refused(CauseExpired, fmt.Errorf("auth: session %s: %w", d.ID, ErrTokenExpired))
+	case verdictIdleExpired:
+		return refused(CauseIdleExpired, fmt.Errorf("auth: session %s: %w", d.ID, ErrTokenExpired))
+	}
+	return nil
 }
 
 // diagnose explains why a credential did not match: unknown, revoked,
@@ -400,7 +436,7 @@ func (ss *sessions) diagnoseDoc(ctx context.Context, d *sessionDoc, p presented,
 	}
 	next, err := open(p.secret, d.Cred.PrevNext)
 	if err != nil || !equalHash(hashSecret(next), d.Cred.Hash) {
-		return advanced{}, fmt.Errorf("auth: session %s: successor unavailable: %w", d.ID, ErrInvalidToken)
+		return advanced{}, refused(CauseUnknown, fmt.Errorf("auth: session %s: successor unavailable: %w", d.ID, ErrInvalidToken))
 	}
 	if changesFields(d, pol.set) {
 		// A duplicate asking for another binding (a retry whose first
@@ -471,17 +507,16 @@ func (ss *sessions) checkDoc(ctx context.Context, d *sessionDoc, p presented, po
 	switch judge(d, p, pol) {
 	case verdictCurrent, verdictDuplicate:
 		return d, nil
-	case verdictExpired:
-		return nil, fmt.Errorf("auth: session %s: %w", d.ID, ErrTokenExpired)
-	case verdictRevoked:
-		return nil, fmt.Errorf("auth: session %s: %w", d.ID, ErrSessionRevoked)
+	case verdictExpired, verdictIdleExpired, verdictRevoked:
+		return nil, d.endedError(now)
 	case verdictReused:
-		if err := ss.revokeDoc(ctx, d, "refresh token reuse detected", now); err != nil {
+		if err := ss.revokeDoc(ctx, d, reasonReuse, now); err != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("auth: session %s: %w", d.ID, ErrTokenReused)
+		return nil, refused(CauseReused, fmt.Errorf("auth: session %s: %w", d.ID, ErrTokenReused))
 	}
-	return nil, fmt.Errorf("auth: session %s: %w", d.ID, ErrInvalidToken)
+	// Another refresh mode's credential, or one this session never had.
+	return nil, refused(CauseUnknown, fmt.Errorf("auth: session %s: %w", d.ID, ErrInvalidToken))
 }
 
 // setFields writes fields of a live session.

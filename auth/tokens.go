@@ -90,7 +90,10 @@ func (s *signer) claimsFor(subject string, ttl time.Duration) jwt.RegisteredClai
 }
 
 // verify checks a JWT of the given type: the algorithm is pinned to the
-// key named by kid, and issuer, audience and expiry are required.
+// key named by kid, and issuer, audience and expiry are required. A
+// refusal carries its cause; when expiry is the token's only fault (its
+// signature and every other claim hold), the claims come back with the
+// error, so that a caller can look at the token's session.
 func (s *signer) verify(typ, raw string) (*Claims, error) {
 	var c Claims
 	_, err := jwt.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) {
@@ -106,24 +109,46 @@ func (s *signer) verify(typ, raw string) (*Claims, error) {
 			return nil, fmt.Errorf("algorithm %s does not match the key", t.Method.Alg())
 		}
 		return k.Public, nil
-	},
+	}, s.options(s.now)...)
+	switch {
+	case err == nil:
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return nil, refused(CauseMalformed, fmt.Errorf("%w: %w", ErrInvalidToken, err))
+	case errors.Is(err, jwt.ErrTokenExpired) && s.onlyExpired(&c):
+		return &c, refused(CauseTokenExpired, fmt.Errorf("%w: %w", ErrTokenExpired, err))
+	case errors.Is(err, jwt.ErrTokenExpired):
+		// Expired, and not ours in some other way too.
+		return nil, refused(CauseUnknown, fmt.Errorf("%w: %w", ErrTokenExpired, err))
+	default:
+		return nil, refused(CauseUnknown, fmt.Errorf("%w: %w", ErrInvalidToken, err))
+	}
+	if c.SessionID == "" && c.ClientID == "" {
+		return nil, refused(CauseUnknown, fmt.Errorf("%w: no session", ErrInvalidToken))
+	}
+	return &c, nil
+}
+
+// options are the claim checks of verify, at the time now gives.
+func (s *signer) options(now func() time.Time) []jwt.ParserOption {
+	return []jwt.ParserOption{
 		jwt.WithValidMethods([]string{"EdDSA", "ES256", "RS256"}),
 		jwt.WithIssuer(s.issuer),
 		jwt.WithAudience(s.audience),
 		jwt.WithExpirationRequired(),
-		jwt.WithTimeFunc(s.now),
-		jwt.WithLeeway(5*time.Second),
-	)
-	if err != nil {
-		if errors.Is(err, jwt.ErrTokenExpired) {
-			return nil, fmt.Errorf("%w: %w", ErrTokenExpired, err)
-		}
-		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		jwt.WithTimeFunc(now),
+		jwt.WithLeeway(5 * time.Second),
 	}
-	if c.SessionID == "" && c.ClientID == "" {
-		return nil, fmt.Errorf("%w: no session", ErrInvalidToken)
+}
+
+// onlyExpired reports whether the claims of a token whose signature
+// verified pass every check at a moment before their expiry: the token
+// is genuine, and merely old.
+func (s *signer) onlyExpired(c *Claims) bool {
+	if c.ExpiresAt == nil || (c.SessionID == "" && c.ClientID == "") {
+		return false
 	}
-	return &c, nil
+	before := c.ExpiresAt.Add(-time.Second)
+	return jwt.NewValidator(s.options(func() time.Time { return before })...).Validate(c) == nil
 }
 
 // Refresh tokens are opaque: "prt_" and the base64url of
@@ -167,11 +192,11 @@ func (ks *KeySet) encodeRefresh(t refreshToken) string {
 func (ks *KeySet) decodeRefresh(s string) (refreshToken, error) {
 	body, ok := strings.CutPrefix(s, refreshPrefix)
 	if !ok || len(body) != base64.RawURLEncoding.EncodedLen(refreshLen) {
-		return refreshToken{}, fmt.Errorf("%w: not a refresh token", ErrInvalidToken)
+		return refreshToken{}, refused(CauseMalformed, fmt.Errorf("%w: not a refresh token", ErrInvalidToken))
 	}
 	b, err := base64.RawURLEncoding.DecodeString(body)
 	if err != nil || b[0] != refreshVersion {
-		return refreshToken{}, fmt.Errorf("%w: not a refresh token", ErrInvalidToken)
+		return refreshToken{}, refused(CauseMalformed, fmt.Errorf("%w: not a refresh token", ErrInvalidToken))
 	}
 	sid := b[1 : 1+sidLen]
 	gen := int64(binary.BigEndian.Uint64(b[1+sidLen:]))
@@ -181,7 +206,7 @@ func (ks *KeySet) decodeRefresh(s string) (refreshToken, error) {
 		minted = minted || hmac.Equal(b[refreshLen-macLen:], mac(k, sid, gen, secret))
 	}
 	if !minted || gen < 0 {
-		return refreshToken{}, fmt.Errorf("%w: refresh token not minted here", ErrInvalidToken)
+		return refreshToken{}, refused(CauseUnknown, fmt.Errorf("%w: refresh token not minted here", ErrInvalidToken))
 	}
 	return refreshToken{sessionID: hex.EncodeToString(sid), gen: gen, secret: secret}, nil
 }
@@ -192,7 +217,9 @@ func encodeSecret(secret []byte) string { return base64.RawURLEncoding.EncodeToS
 func decodeSecret(s string) ([]byte, error) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil || len(b) != secretLen {
-		return nil, fmt.Errorf("%w: bad token id", ErrInvalidToken)
+		// The token's signature verified, so it is ours, yet no session
+		// credential.
+		return nil, refused(CauseUnknown, fmt.Errorf("%w: bad token id", ErrInvalidToken))
 	}
 	return b, nil
 }

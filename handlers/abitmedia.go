@@ -102,7 +102,7 @@ func (s *server) abitmediaRefresh(c echo.Context) error {
 	}
 	rt := params.Get("refreshToken")
 	if err := abitmediaRequired("refreshToken", rt); err != nil {
-		return err
+		return noCredential(err)
 	}
 	g, err := s.auth.Refresh(c.Request().Context(), auth.RefreshRequest{RefreshToken: rt, Rotate: true})
 	if err != nil {

@@ -186,7 +186,7 @@ func (s *server) duktigRefresh(c echo.Context) error {
 	}
 	rt := c.Request().Header.Get("Refresh-Token")
 	if rt == "" {
-		return errorf(http.StatusUnauthorized, "invalid_token", "Refresh-Token is required")
+		return noCredential(errorf(http.StatusUnauthorized, "invalid_token", "Refresh-Token is required"))
 	}
 	g, err := s.auth.Refresh(c.Request().Context(), auth.RefreshRequest{RefreshToken: rt,
 		RequireDeviceID: c.Request().Header.Get("X-Device-Id")})

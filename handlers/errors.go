@@ -27,6 +27,10 @@ type problem struct {
 	// failure (format-only mode refusing a push): logged at info, not as
 	// an error.
 	Expected bool
+	// Cause is why a credential was refused (auth.Cause), sent in the
+	// Pushreg-Refresh-Failure header and, where the shape has room, as
+	// "reason"; empty when the answer is no refusal of a credential.
+	Cause string
 }
 
 // apiError is an error a handler raises itself with an exact answer.
@@ -71,6 +75,17 @@ var classifications = []classification{
 
 // toProblem turns any error a handler returns into the answer to give.
 func toProblem(err error) problem {
+	p := classify(err)
+	if p.Cause == "" && p.Status < http.StatusInternalServerError {
+		// A 5xx never has a cause: the client keeps its credential and
+		// retries.
+		p.Cause = string(auth.CauseOf(err))
+	}
+	return p
+}
+
+// classify finds the answer to err, without its cause.
+func classify(err error) problem {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		return ae.p
@@ -113,6 +128,25 @@ func markExpected(c echo.Context) { c.Set("expected_status", true) }
 
 func isExpected(c echo.Context) bool { b, _ := c.Get("expected_status").(bool); return b }
 
+// noCredential is err, the answer to a request that sent no credential,
+// with the cause malformed: a client that sends none has a bug.
+func noCredential(err error) error {
+	p := toProblem(err)
+	p.Cause = string(auth.CauseMalformed)
+	return &apiError{p: p}
+}
+
+// refreshFailureHeader names the cause of a refused credential on every
+// style's answer, whatever room its body has.
+const refreshFailureHeader = "Pushreg-Refresh-Failure"
+
+// setCause sends p's cause in the header, if it has one.
+func setCause(c echo.Context, p problem) {
+	if p.Cause != "" {
+		c.Response().Header().Set(refreshFailureHeader, p.Cause)
+	}
+}
+
 // renderer writes a problem in the shape a route family uses.
 type renderer func(c echo.Context, p problem) error
 
@@ -131,6 +165,9 @@ func renderProblemJSON(c echo.Context, p problem) error {
 	body := map[string]any{"type": "about:blank", "title": p.Title, "status": p.Status, "detail": p.Detail}
 	if p.Code != "" {
 		body["code"] = p.Code
+	}
+	if p.Cause != "" {
+		body["reason"] = p.Cause
 	}
 	c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
 	return c.JSON(p.Status, body)
@@ -152,6 +189,7 @@ func errorHandler(base *slog.Logger) func(error, echo.Context) {
 		if p.RetryAfter > 0 {
 			c.Response().Header().Set("Retry-After", strconv.Itoa(p.RetryAfter))
 		}
+		setCause(c, p)
 		render, ok := c.Get("renderer").(renderer)
 		if !ok {
 			render = renderProblemJSON

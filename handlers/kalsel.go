@@ -113,7 +113,7 @@ func (s *server) kalselRefresh(c echo.Context) error {
 		return err
 	}
 	if err := required("refresh_token", req.RefreshToken); err != nil {
-		return err
+		return noCredential(err)
 	}
 	ttl, err := kalselLimit(req.Limit)
 	if err != nil {

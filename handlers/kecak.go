@@ -16,12 +16,29 @@ const kecakPrefix = "/web/json/plugin/com.kinnara.kecakplugins.mobileapi."
 func (s *server) kecakRoutes(g *echo.Group) {
 	g.POST("LoginApi/service", s.kecakLogin, s.requireReferer)
 	g.GET("CheckTokenApi/service", s.kecakCheck)
-	g.PUT("RefreshTokenApi/service", s.kecakRefresh, s.requireReferer)
+	g.PUT("RefreshTokenApi/service", s.kecakRefresh, requireKecakToken, s.requireReferer)
 }
 
-// renderKecak writes Kecak's error shape: {"message": "..."}.
+// renderKecak writes Kecak's error shape: {"message": "..."}, with the
+// "reason" of a refused token.
 func renderKecak(c echo.Context, p problem) error {
-	return c.JSON(p.Status, map[string]string{"message": p.Detail})
+	body := map[string]string{"message": p.Detail}
+	if p.Cause != "" {
+		body["reason"] = p.Cause
+	}
+	return c.JSON(p.Status, body)
+}
+
+// requireKecakToken answers a refresh without its token before
+// requireReferer answers it as a login without credentials: the refresh
+// is a refused credential, with a cause.
+func requireKecakToken(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if c.Request().Header.Get(echo.HeaderAuthorization) == "" {
+			return noCredential(errorf(http.StatusUnauthorized, "missing_token", "Authorization is required"))
+		}
+		return next(c)
+	}
 }
 
 type kecakDeviceBody struct {
@@ -101,7 +118,12 @@ func (s *server) kecakCheck(c echo.Context) error {
 		if p.Status != http.StatusUnauthorized {
 			return err
 		}
-		return c.JSON(http.StatusUnauthorized, map[string]any{"valid": false, "message": p.Detail})
+		setCause(c, p)
+		body := map[string]any{"valid": false, "message": p.Detail}
+		if p.Cause != "" {
+			body["reason"] = p.Cause
+		}
+		return c.JSON(http.StatusUnauthorized, body)
 	}
 	noStore(c)
 	return c.JSON(http.StatusOK, map[string]any{"valid": true, "full_name": u.FullName(),

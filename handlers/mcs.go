@@ -164,7 +164,7 @@ func (s *server) mcsRefresh(c echo.Context) error {
 		return err
 	}
 	if err := required("token", req.Token); err != nil {
-		return err
+		return noCredential(err)
 	}
 	ctx := c.Request().Context()
 	g, err := s.auth.Refresh(ctx, auth.RefreshRequest{RefreshToken: req.Token, Rotate: true})

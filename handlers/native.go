@@ -91,7 +91,7 @@ func (s *server) token(c echo.Context) error {
 	case "refresh_token":
 		rt := params.Get("refresh_token")
 		if rt == "" {
-			return oauthError(http.StatusBadRequest, "invalid_request", "refresh_token is required")
+			return noCredential(oauthError(http.StatusBadRequest, "invalid_request", "refresh_token is required"))
 		}
 		dev, err := deviceRequest(params.Get("device_id"), params.Get("fcm_token"), params.Get("platform"))
 		if err != nil {
@@ -172,22 +172,29 @@ func oauthError(status int, code, description string) error {
 	return &apiError{p: problem{Status: status, Title: http.StatusText(status), Code: code, Detail: description}}
 }
 
+// oauthRefusal is an RFC 6749 §5.2 error carrying the cause of the
+// domain error it stands for.
+func oauthRefusal(status int, code, description, cause string) error {
+	return &apiError{p: problem{Status: status, Title: http.StatusText(status), Code: code, Detail: description, Cause: cause}}
+}
+
 // oauthFrom maps domain errors to RFC 6749 §5.2 codes.
 func oauthFrom(err error) error {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		if ae.p.Status == http.StatusUnsupportedMediaType || ae.p.Status == http.StatusBadRequest {
-			return oauthError(http.StatusBadRequest, "invalid_request", ae.p.Detail)
+			return oauthRefusal(http.StatusBadRequest, "invalid_request", ae.p.Detail, ae.p.Cause)
 		}
 		return err
 	}
 	p := toProblem(err)
 	switch {
 	case p.Status == http.StatusUnauthorized:
-		// An unusable refresh token is invalid_grant (400), whatever the reason.
-		return oauthError(http.StatusBadRequest, "invalid_grant", p.Detail)
+		// An unusable refresh token is invalid_grant (400), whatever the
+		// reason; the cause tells the reasons apart.
+		return oauthRefusal(http.StatusBadRequest, "invalid_grant", p.Detail, p.Cause)
 	case p.Status == http.StatusBadRequest || p.Status == http.StatusUnprocessableEntity:
-		return oauthError(http.StatusBadRequest, "invalid_request", p.Detail)
+		return oauthRefusal(http.StatusBadRequest, "invalid_request", p.Detail, p.Cause)
 	case p.Status == http.StatusServiceUnavailable:
 		return &apiError{p: problem{Status: p.Status, Code: "temporarily_unavailable", Detail: p.Detail, RetryAfter: p.RetryAfter}}
 	}
@@ -204,5 +211,9 @@ func renderOAuth(c echo.Context, p problem) error {
 		code = "invalid_request"
 	}
 	noStore(c)
-	return c.JSON(p.Status, map[string]string{"error": code, "error_description": p.Detail})
+	body := map[string]string{"error": code, "error_description": p.Detail}
+	if p.Cause != "" {
+		body["reason"] = p.Cause
+	}
+	return c.JSON(p.Status, body)
 }

@@ -43,6 +43,9 @@ type Config struct {
 	// AllowedReferers are origins accepted as Kecak Referer besides the
 	// request's own host.
 	AllowedReferers []string
+	// PublicURL is where clients reach pushreg; the OAuth metadata names
+	// its endpoints under it.
+	PublicURL string
 	// DuktigAuthKeys, when set, are the X-Auth-Key values Duktig sign-in
 	// requires.
 	DuktigAuthKeys []string
@@ -70,6 +73,9 @@ func (c *Config) validate() error {
 	}
 	if c.Auth == nil || c.Devices == nil {
 		errs = append(errs, errors.New("missing Auth or Devices"))
+	}
+	if c.PublicURL == "" {
+		errs = append(errs, errors.New("missing PublicURL"))
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = requestTimeout
@@ -143,6 +149,7 @@ func New(cfg Config) (*echo.Echo, error) {
 	s := &server{cfg: cfg, log: cfg.Logger, auth: cfg.Auth, devices: cfg.Devices}
 	timeout := withTimeout(cfg.RequestTimeout)
 	e.GET("/.well-known/jwks.json", s.jwks)
+	e.GET("/.well-known/oauth-authorization-server", s.metadata())
 	s.nativeRoutes(e.Group("/v1", timeout, renderWith(renderProblemJSON)))
 	s.importRoute(e) // an admin route, with its own timeout
 	if s.styleOn("kecak") {

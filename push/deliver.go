@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -166,7 +167,14 @@ type DeviceResult struct {
 // (those tokens fail as UNAVAILABLE). SendToTokens has retried the tokens
 // worth retrying by then.
 func (d *Deliverer) Deliver(ctx context.Context, userID string, msg *Message, dryRun bool) (Report, error) {
-	reports, err := d.deliver(ctx, []string{userID}, msg, dryRun)
+	return d.DeliverIncluding(ctx, userID, msg, dryRun, nil)
+}
+
+// DeliverIncluding is Deliver that also sends to also, devices of the user
+// the Directory may no longer list (one whose session was just revoked),
+// unless they are listed with the same token.
+func (d *Deliverer) DeliverIncluding(ctx context.Context, userID string, msg *Message, dryRun bool, also []Target) (Report, error) {
+	reports, err := d.deliver(ctx, []string{userID}, msg, dryRun, also)
 	if err != nil {
 		return Report{}, err
 	}
@@ -186,10 +194,12 @@ func (d *Deliverer) DeliverMany(ctx context.Context, userIDs []string, msg *Mess
 	if len(userIDs) == 0 || len(userIDs) > MaxUsers {
 		return nil, fmt.Errorf("push: deliver: %d users, want 1 to %d", len(userIDs), MaxUsers)
 	}
-	return d.deliver(ctx, userIDs, msg, dryRun)
+	return d.deliver(ctx, userIDs, msg, dryRun, nil)
 }
 
-func (d *Deliverer) deliver(ctx context.Context, userIDs []string, msg *Message, dryRun bool) ([]Report, error) {
+// deliver sends to the users' pushable devices; also, if any, are more
+// devices of the first user.
+func (d *Deliverer) deliver(ctx context.Context, userIDs []string, msg *Message, dryRun bool, also []Target) ([]Report, error) {
 	if err := CheckMessage(msg); err != nil {
 		return nil, err
 	}
@@ -200,6 +210,9 @@ func (d *Deliverer) deliver(ctx context.Context, userIDs []string, msg *Message,
 	targets, err := d.lookup(ctx, users)
 	if err != nil {
 		return nil, err
+	}
+	if targets[0].err == nil {
+		targets[0].targets = including(targets[0].targets, also)
 	}
 	id := newPushID()
 	msg = withPushID(msg, id)
@@ -265,6 +278,16 @@ func (d *Deliverer) deliver(ctx context.Context, userIDs []string, msg *Message,
 	}
 	d.logReported(reports)
 	return reports, nil
+}
+
+// including is targets and those of also whose token none of them has.
+func including(targets, also []Target) []Target {
+	for _, a := range also {
+		if !slices.ContainsFunc(targets, func(t Target) bool { return t.Token == a.Token }) {
+			targets = append(targets, a)
+		}
+	}
+	return targets
 }
 
 // lookedUp is a user's targets, or why there are none.

@@ -62,7 +62,7 @@ func (tr *styleTranscript) must(label string, want int, req request) response {
 		tr.t.Fatalf("%s: %s %s = %d %s, want %d", label, req.method, req.path, r.status, r.body, want)
 	}
 	fmt.Fprintf(&tr.buf, "### %s\n%s %s\n%d %s\n", label, req.method, req.path, r.status, r.header.Get("Content-Type"))
-	for _, h := range []string{"Cache-Control", "Retry-After"} {
+	for _, h := range []string{"Cache-Control", "Retry-After", "Pushreg-Refresh-Failure"} {
 		if v := r.header.Get(h); v != "" {
 			fmt.Fprintf(&tr.buf, "%s: %s\n", h, v)
 		}

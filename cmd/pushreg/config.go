@@ -46,6 +46,9 @@ type config struct {
 	FCMValidateCache   time.Duration
 	PushConcurrency    int
 	PushMaxAttempts    int
+	ReuseAlert         string
+	ReuseAlertTitle    string
+	ReuseAlertBody     string
 
 	AdminUsername      string
 	AdminPassword      string
@@ -112,6 +115,9 @@ func settings() []setting {
 		{"PUSHREG_FCM_VALIDATE_CACHE", "24h", "a token validated this recently is not sent to Firebase again", duration(func(c *config) *time.Duration { return &c.FCMValidateCache })},
 		{"PUSHREG_PUSH_CONCURRENCY", "8", "bounds the requests to FCM in flight, across all pushes, at 50 × this", positive(func(c *config) *int { return &c.PushConcurrency })},
 		{"PUSHREG_PUSH_MAX_ATTEMPTS", "3", "attempts per token for retryable FCM errors", positive(func(c *config) *int { return &c.PushMaxAttempts })},
+		{"PUSHREG_REUSE_ALERT", "data", "when reuse detection revokes a session, push the user's devices a data message (data), one with a notification too (notification), or nothing (off)", oneOf(func(c *config) *string { return &c.ReuseAlert }, "data", "notification", "off")},
+		{"PUSHREG_REUSE_ALERT_TITLE", "Was this you?", "the reuse alert's notification title", nonEmpty(func(c *config) *string { return &c.ReuseAlertTitle })},
+		{"PUSHREG_REUSE_ALERT_BODY", "Someone used an old sign-in of your account, so we signed that device out. If it wasn't you, change your password.", "the reuse alert's notification body", nonEmpty(func(c *config) *string { return &c.ReuseAlertBody })},
 
 		{"PUSHREG_ADMIN_USERNAME", "", "admin user made sure to exist at start-up", str(func(c *config) *string { return &c.AdminUsername })},
 		{"PUSHREG_ADMIN_PASSWORD", "", "that admin's password (used only when the user is created)", str(func(c *config) *string { return &c.AdminPassword })},

@@ -24,6 +24,7 @@ type service struct {
 	commands *mongodb.CommandCounter
 	indexes  *indexer
 	inFlight *inFlight
+	alerts   *reuseAlerts
 	closers  []func()
 }
 
@@ -137,6 +138,11 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, st store, now fun
 		return nil, err
 	}
 	validator := tokenValidator{client: fcm}
+	a.alerts = newReuseAlerts(cfg, deviceRegistry{store: devices, log: log}, log.With("component", "reuse_alert"))
+	var alerter auth.ReuseAlerter // nil: no alerts
+	if cfg.ReuseAlert != "off" {
+		alerter = a.alerts
+	}
 	sessions, err := auth.New(auth.Config{
 		DB:               db,
 		Keys:             keys,
@@ -151,6 +157,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, st store, now fun
 		RejectOnFCMError: cfg.FCMValidateOnError == "reject",
 		Devices:          deviceRegistry{store: devices, log: log},
 		Auditor:          deviceRegistry{store: devices, log: log},
+		ReuseAlerter:     alerter,
 		Validator:        validator,
 		Logger:           log.With("component", "auth"),
 		Now:              now,
@@ -195,6 +202,10 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, st store, now fun
 		a.close()
 		return nil, err
 	}
+	// Before any request can detect a reuse; the alerts in flight are
+	// waited for before the store closes.
+	a.alerts.deliver = pusher
+	a.closers = append(a.closers, a.alerts.wait)
 
 	e, err := handlers.New(handlers.Config{
 		Logger: log,
@@ -207,6 +218,7 @@ func build(ctx context.Context, cfg *config, log *slog.Logger, st store, now fun
 		Auth:               sessions,
 		Devices:            devices,
 		Styles:             cfg.Styles,
+		PublicURL:          cfg.PublicURL,
 		AllowedReferers:    cfg.AllowedReferers,
 		DuktigAuthKeys:     cfg.DuktigAuthKeys,
 		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
