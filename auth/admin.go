@@ -173,7 +173,7 @@ func (s *Service) RemoveDevice(ctx context.Context, userID, deviceID, actor stri
 		return err
 	}
 	if sid != "" {
-		if err := s.RevokeSession(ctx, sid, "device removed", actor); err != nil {
+		if err := s.revokeOn(ctx, sid, deviceID, "device removed", actor); err != nil {
 			return err
 		}
 	}
@@ -182,9 +182,23 @@ func (s *Service) RemoveDevice(ctx context.Context, userID, deviceID, actor stri
 		return err
 	}
 	if last != "" && last != sid {
-		return s.RevokeSession(ctx, last, "device removed", actor)
+		return s.revokeOn(ctx, last, deviceID, "device removed", actor)
 	}
 	return nil
+}
+
+// revokeOn revokes the session sid if it is still on the device: a session
+// that has moved to another device since it bound this one (the app was
+// reinstalled with a new device ID) lives on there.
+func (s *Service) revokeOn(ctx context.Context, sid, deviceID, reason, actor string) error {
+	d, err := s.sessions.get(ctx, sid)
+	if err != nil {
+		return ignoreDead(err)
+	}
+	if d.DeviceID != deviceID {
+		return nil
+	}
+	return s.RevokeSession(ctx, sid, reason, actor)
 }
 
 // AdminRemoveDevice is RemoveDevice by an admin, which the user's audit

@@ -15,6 +15,10 @@ import (
 	"github.com/pushreg/pushreg/registry/mongodb"
 )
 
+// Evicted is a device a bind removed for the device limit, and the session
+// that had bound it.
+type Evicted struct{ DeviceID, SessionID string }
+
 // DeviceBinding asks the device registry to bind a device to a token.
 type DeviceBinding struct {
 	UserID, DeviceID, Platform, FCMToken, SessionID string
@@ -28,12 +32,12 @@ type Devices interface {
 	// TouchDevice records that the device still holds the token; false
 	// means it does not and BindDevice is needed.
 	TouchDevice(ctx context.Context, b DeviceBinding) (bool, error)
-	// BindDevice binds the device to the token, and returns the sessions
-	// that had bound the devices it evicted to respect the device limit.
-	BindDevice(ctx context.Context, b DeviceBinding) (evicted []string, err error)
+	// BindDevice binds the device to the token, and returns the devices it
+	// evicted to respect the device limit.
+	BindDevice(ctx context.Context, b DeviceBinding) (evicted []Evicted, err error)
 	// BindDevices binds each device as BindDevice would, in order, in as
 	// few round trips as the store allows (a bulk import's new users).
-	BindDevices(ctx context.Context, bs []DeviceBinding) (evicted []string, err error)
+	BindDevices(ctx context.Context, bs []DeviceBinding) (evicted []Evicted, err error)
 	// UnbindSession unbinds the tokens of the devices the session bound.
 	UnbindSession(ctx context.Context, userID, sessionID, actor string) error
 	// DeviceSession returns the session the device is bound to, empty if
@@ -212,8 +216,13 @@ func (s *Service) EnsureIndexes(ctx context.Context) error {
 	if err := mongodb.EnsureCollections(ctx, s.users.coll, s.users.keys, s.sessions.coll, s.apps.coll); err != nil {
 		return err
 	}
-	// Earlier versions made username_key unique; MongoDB refuses a second
-	// index on the same key, so the old one goes first.
+	// Earlier versions made username_key unique. Every earlier user gets
+	// its login keys before that index goes (MongoDB refuses a second
+	// index on the same key): until then the index keeps a create from
+	// taking an earlier user's name.
+	if err := s.upgradeUsers(ctx); err != nil {
+		return err
+	}
 	if err := mongodb.DropIndex(ctx, s.users.coll, "username_unique"); err != nil {
 		return err
 	}
@@ -528,12 +537,10 @@ func (s *Service) Refresh(ctx context.Context, r RefreshRequest) (*Grant, error)
 		if r.Device.Platform != "" {
 			pol.set["platform"] = r.Device.Platform
 		}
+		if verified, err = s.checkThenValidate(ctx, p, pol, r.Device); err != nil {
+			return nil, err
+		}
 		adv, err = s.sessions.checkBindAdvance(ctx, p, pol, func(d *sessionDoc) error {
-			// Firebase is asked only once the credential has been checked,
-			// so a stolen or dead token is no FCM-token oracle.
-			if verified, err = s.validateDevice(ctx, r.Device); err != nil {
-				return err
-			}
 			return s.bindDevice(ctx, s.binding(withDevice(d, r.Device), verified, "session:"+d.ID), &ev)
 		})
 		s.revokeEvicted(ctx, ev)
@@ -596,11 +603,10 @@ func (s *Service) RefreshKecak(ctx context.Context, token string, dev DeviceRequ
 		})
 	} else {
 		pol.set = bson.M{"device_id": dev.DeviceID, "fcm_token": dev.FCMToken}
+		if verified, err = s.checkThenValidate(ctx, p, pol, &dev); err != nil {
+			return nil, err
+		}
 		adv, err = s.sessions.checkBindAdvance(ctx, p, pol, func(d *sessionDoc) error {
-			// The credential is checked: only now is Firebase asked.
-			if verified, err = s.validateDevice(ctx, &dev); err != nil {
-				return err
-			}
 			return s.bindDevice(ctx, s.binding(withDevice(d, &dev), verified, "session:"+d.ID), &ev)
 		})
 	}
@@ -614,6 +620,20 @@ func (s *Service) RefreshKecak(ctx context.Context, token string, dev DeviceRequ
 			DeviceID: dev.DeviceID, SessionID: adv.doc.ID, Outcome: "kecak token refreshed with new binding"})
 	}
 	return g, s.issueKecak(g, adv.doc, adv.gen, adv.secret)
+}
+
+// checkThenValidate checks the credential, then asks Firebase about the
+// device's token: only a credential that checks gets a dry run, so a
+// stolen or dead token is no FCM-token oracle and no drain on quota. The
+// session's lock is not held while Firebase answers (up to
+// PUSHREG_FCM_VALIDATE_TIMEOUT), so a slow Firebase holds up no other
+// session sharing the lock's stripe; the bind that follows checks the
+// credential again under the lock.
+func (s *Service) checkThenValidate(ctx context.Context, p presented, pol advancePolicy, dev *DeviceRequest) (bool, error) {
+	if _, err := s.sessions.check(ctx, p, pol); err != nil {
+		return false, s.auditFailure(ctx, err, p)
+	}
+	return s.validateDevice(ctx, dev)
 }
 
 // confirmDevice records that the session's device still holds its token,
@@ -638,14 +658,14 @@ func (s *Service) confirmDevice(ctx context.Context, b DeviceBinding, ev *evicti
 // refresh is refused rather than recreating its device and evicting
 // another: a user over the limit would otherwise cycle through devices
 // that each miss pushes.
-type evictions []string
+type evictions []Evicted
 
 // bindDevice binds b and adds the sessions of the devices it evicted to ev.
 func (s *Service) bindDevice(ctx context.Context, b DeviceBinding, ev *evictions) error {
 	evicted, err := s.cfg.Devices.BindDevice(ctx, b)
-	for _, sid := range evicted {
-		if sid != "" && sid != b.SessionID {
-			*ev = append(*ev, sid)
+	for _, e := range evicted {
+		if e.SessionID != "" && e.SessionID != b.SessionID {
+			*ev = append(*ev, e)
 		}
 	}
 	return err
@@ -656,9 +676,9 @@ func (s *Service) bindDevice(ctx context.Context, b DeviceBinding, ev *evictions
 // lock while holding one could wait on a stripe this request holds. The
 // bind has happened, so a failure is logged, not returned.
 func (s *Service) revokeEvicted(ctx context.Context, ev evictions) {
-	for _, sid := range ev {
-		if err := s.RevokeSession(ctx, sid, "device evicted", "system"); err != nil {
-			s.cfg.Logger.WarnContext(ctx, "revoking the session of an evicted device failed", "session_id", sid, "error", err)
+	for _, e := range ev {
+		if err := s.revokeOn(ctx, e.SessionID, e.DeviceID, "device evicted", "system"); err != nil {
+			s.cfg.Logger.WarnContext(ctx, "revoking the session of an evicted device failed", "session_id", e.SessionID, "error", err)
 		}
 	}
 }
@@ -831,6 +851,11 @@ func (s *Service) auditFailure(ctx context.Context, err error, p presented) erro
 			// alert reaches it too.
 			s.cfg.ReuseAlerter.ReuseDetected(ReuseAlert{UserID: d.UserID, SessionID: d.ID,
 				DeviceID: d.DeviceID, FCMToken: d.FCMToken, At: s.cfg.Now()})
+			// The thief's device, if it bound one, stops getting pushes now,
+			// not at the next sweep. It runs with no session lock held.
+			if uerr := s.unbindEnded(ctx, d, "system"); uerr != nil {
+				s.cfg.Logger.WarnContext(ctx, "unbinding a reused session's devices failed; the sweeper will", "session_id", d.ID, "error", uerr)
+			}
 		}
 	}
 	return err

@@ -158,10 +158,7 @@ func (s *Service) Upgrade(ctx context.Context) error {
 	if len(legacy) > 0 {
 		s.cfg.Logger.Info("gave earlier sessions their place in the audit trail", "sessions", len(legacy))
 	}
-	if err := s.sessions.upgradeRefreshModes(ctx, s.cfg.Logger); err != nil {
-		return err
-	}
-	return s.upgradeUsers(ctx)
+	return s.sessions.upgradeRefreshModes(ctx, s.cfg.Logger)
 }
 
 // upgradeUsers gives the users written before login keys and stored login
@@ -195,6 +192,7 @@ func (s *Service) upgradeUsers(ctx context.Context) error {
 	if len(legacy) > 0 {
 		s.cfg.Logger.Info("gave earlier users their login keys and last login", "users", len(legacy))
 	}
+	s.users.keyed.Store(true)
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -163,8 +164,11 @@ func validateProfile(p Profile) error {
 // user's _id: a login is two reads by _id. Every write to a user takes
 // its lock (see mongodb.DocLocks).
 type users struct {
-	coll   *mongo.Collection
-	keys   *mongo.Collection
+	coll *mongo.Collection
+	keys *mongo.Collection
+	// keyed says every user has its login keys (the start-up upgrade
+	// ran); until then a login falls back to the fields.
+	keyed  atomic.Bool
 	locks  *mongodb.DocLocks
 	writes mongodb.Writes
 	params PasswordParams
@@ -223,6 +227,18 @@ func (us *users) insert(ctx context.Context, u *User) error {
 			return fmt.Errorf("auth: create user %q: %w", u.Username, ErrUsernameTaken)
 		}
 		return fmt.Errorf("auth: create user: %w", err)
+	}
+	// Another create, seeing the key before this user existed, may have
+	// taken it over as stale: the name is then theirs.
+	var k keyDoc
+	if err := us.keys.FindOne(ctx, bson.M{"_id": loginKey("u", u.Username)}).Decode(&k); err != nil {
+		return fmt.Errorf("auth: create user: %w", mongodb.Wrap(err))
+	}
+	if k.UserID != u.ID {
+		if _, err := us.coll.DeleteOne(ctx, bson.M{"_id": u.ID}); err != nil {
+			return fmt.Errorf("auth: create user: %w", mongodb.Wrap(err))
+		}
+		return fmt.Errorf("auth: create user %q: %w", u.Username, ErrUsernameTaken)
 	}
 	return nil
 }
@@ -364,11 +380,26 @@ func (us *users) existing(ctx context.Context, ids []string) (map[string]bool, e
 
 // byLogin finds a user by username, or by email when the login looks like
 // one and no username matches: two reads by _id, three for an email.
+// Until the start-up upgrade has given every earlier user its keys, a
+// login its keys do not find looks the user up by field, as before.
 func (us *users) byLogin(ctx context.Context, login string) (*User, error) {
 	u, err := us.byKey(ctx, "u", login)
 	if errors.Is(err, ErrNotFound) && strings.Contains(login, "@") {
 		// A username that looks like an email wins over another user's email.
-		return us.byKey(ctx, "e", login)
+		u, err = us.byKey(ctx, "e", login)
+	}
+	if errors.Is(err, ErrNotFound) && !us.keyed.Load() {
+		return us.byFieldLegacy(ctx, login)
+	}
+	return u, err
+}
+
+// byFieldLegacy is byLogin for users written before login keys existed.
+func (us *users) byFieldLegacy(ctx context.Context, login string) (*User, error) {
+	key := strings.ToLower(login)
+	u, err := us.findOne(ctx, bson.M{"username_key": key}, "by name")
+	if errors.Is(err, ErrNotFound) && strings.Contains(login, "@") {
+		return us.findOne(ctx, bson.M{"email_key": key}, "by email")
 	}
 	return u, err
 }
@@ -528,10 +559,38 @@ func (us *users) raiseLastLogin(ctx context.Context, id string, at time.Time) er
 	return nil
 }
 
+// repointStaleKey points the key id at userID if it names no user.
+func (us *users) repointStaleKey(ctx context.Context, id, userID string) error {
+	unlock, err := us.locks.Lock(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var held keyDoc
+	if err := us.keys.FindOne(ctx, bson.M{"_id": id}).Decode(&held); err != nil {
+		return mongodb.Wrap(err)
+	}
+	if held.UserID == userID {
+		return nil
+	}
+	if _, err := us.byID(ctx, held.UserID); !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	_, err = us.keys.UpdateOne(ctx, us.writes.Filter(id, bson.E{Key: "user_id", Value: held.UserID}),
+		bson.M{"$set": bson.M{"user_id": userID}})
+	return mongodb.Wrap(err)
+}
+
 // keyUser gives a user written before login keys existed its keys.
 func (us *users) keyUser(ctx context.Context, u *User) error {
-	_, err := us.keys.InsertOne(ctx, keyDoc{ID: loginKey("u", u.Username), UserID: u.ID})
-	if err = mongodb.Wrap(err); err != nil && !errors.Is(err, mongodb.ErrDuplicate) {
+	id := loginKey("u", u.Username)
+	_, err := us.keys.InsertOne(ctx, keyDoc{ID: id, UserID: u.ID})
+	if err = mongodb.Wrap(err); errors.Is(err, mongodb.ErrDuplicate) {
+		// A create of this name that failed on the old unique index left
+		// a key naming no user: the name is this user's.
+		err = us.repointStaleKey(ctx, id, u.ID)
+	}
+	if err != nil {
 		return fmt.Errorf("auth: username key: %w", err)
 	}
 	if err := us.claimEmail(ctx, u.ID, u.Email); err != nil {

@@ -125,7 +125,7 @@ func TestUpgradeGivesEarlierUsersKeysAndLastLogin(t *testing.T) {
 				t.Fatal(err)
 			}
 			for range 2 { // idempotent
-				if err := s.Upgrade(ctx); err != nil {
+				if err := s.EnsureIndexes(ctx); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -141,9 +141,9 @@ func TestUpgradeGivesEarlierUsersKeysAndLastLogin(t *testing.T) {
 
 type noDevices struct{}
 
-func (noDevices) TouchDevice(context.Context, DeviceBinding) (bool, error)    { return true, nil }
-func (noDevices) BindDevice(context.Context, DeviceBinding) ([]string, error) { return nil, nil }
-func (noDevices) BindDevices(context.Context, []DeviceBinding) ([]string, error) {
+func (noDevices) TouchDevice(context.Context, DeviceBinding) (bool, error)     { return true, nil }
+func (noDevices) BindDevice(context.Context, DeviceBinding) ([]Evicted, error) { return nil, nil }
+func (noDevices) BindDevices(context.Context, []DeviceBinding) ([]Evicted, error) {
 	return nil, nil
 }
 func (noDevices) UnbindSession(context.Context, string, string, string) error {

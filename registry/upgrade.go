@@ -33,6 +33,11 @@ func (s *Store) upgradeDevices(ctx context.Context) error {
 		if err := s.adopt(ctx, old); err != nil {
 			return fmt.Errorf("registry: upgrade device %s/%s: %w", old.UserID, old.DeviceID, err)
 		}
+		// Gone once moved: an upgrade stopped halfway resumes where it
+		// stopped, and never brings back a device moved, then removed.
+		if _, err := s.legacy.DeleteOne(ctx, bson.D{{Key: "_id", Value: cur.Current.Lookup("_id")}}); err != nil {
+			return fmt.Errorf("registry: upgrade device %s/%s: %w", old.UserID, old.DeviceID, mongodb.Wrap(err))
+		}
 	}
 	if err := cur.Err(); err != nil {
 		return fmt.Errorf("registry: upgrade devices: %w", mongodb.Wrap(err))

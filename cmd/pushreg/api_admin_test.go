@@ -538,13 +538,15 @@ func TestAdminEventsAuditTrail(t *testing.T) {
 	// A second device, whose token then moves to another user.
 	keep(a.login("wendy", "wendy-password", map[string]string{"device_id": "tablet", "fcm_token": "wendy:tablet"}))
 	keep(a.login("bobby", "bobby-password", map[string]string{"device_id": "bob-tablet", "fcm_token": "wendy:tablet"}))
-	// The first, rotated refresh token comes back after the grace window.
-	a.clock.Advance(a.cfg.RefreshReuseGrace + time.Second)
-	a.admWantInvalidGrant(first["refresh_token"].(string), "with a retired token")
 	// Firebase rejects the phone's token on a push: the token is pruned.
 	if ok, err := registry.New(a.db.Database, registry.Config{Now: a.clock.Now}).MarkInvalid(context.Background(), id, "phone", "wendy:phone-2", "UNREGISTERED"); err != nil || !ok {
 		t.Fatalf("prune = %v, %v", ok, err)
 	}
+	// The first, rotated refresh token comes back after the grace window
+	// (its session's devices are unbound at once; the phone's token is
+	// already gone).
+	a.clock.Advance(a.cfg.RefreshReuseGrace + time.Second)
+	a.admWantInvalidGrant(first["refresh_token"].(string), "with a retired token")
 	// The plan shrinks to two devices; a third evicts the least recently seen.
 	a.clock.Advance(time.Minute)
 	a.must(http.StatusOK, request{method: "PATCH", path: "/v1/admin/users/" + id, header: bearer(a.admin()),
@@ -570,8 +572,8 @@ func TestAdminEventsAuditTrail(t *testing.T) {
 		"token_bound", "refresh", // phone's new token
 		"token_bound", "login", // tablet
 		"token_moved",                            // to bobby
-		"reuse_detected",                         // retired refresh token
 		"token_pruned",                           // Firebase said unregistered
+		"reuse_detected",                         // retired refresh token
 		"admin_action",                           // plan changed
 		"token_bound", "device_evicted", "login", // watch
 		"session_revoked", "device_deleted", "admin_action", // admin removes the watch

@@ -148,3 +148,40 @@ func TestEveryMessageCarriesItsPushID(t *testing.T) {
 		}
 	}
 }
+
+// Reuse detection revokes the session and unbinds its devices at once: a
+// thief who bound a device with the stolen token stops getting pushes
+// now, not at the next sweep.
+func TestReuseUnbindsTheSessionsDevicesAtOnce(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, nil)
+	id := a.createUser(map[string]any{"username": "uma", "password": "uma-password"})
+	rt := a.login("uma", "uma-password", map[string]string{"device_id": "phone", "fcm_token": fcmToken("uma-phone")})["refresh_token"].(string)
+	a.must(http.StatusOK, a.refreshRequest(rt))
+	a.clock.Advance(a.cfg.RefreshReuseGrace + time.Second)
+	a.must(http.StatusBadRequest, a.refreshRequest(rt))
+	if d := a.device(id, "phone"); d["token_status"] != "unbound" {
+		t.Errorf("the reused session's device is %v, want unbound at once", d["token_status"])
+	}
+}
+
+// Evicting a device revokes the session that bound it only while that
+// session is still on it: a session that moved to a new device ID since
+// (the app reinstalled) lives on there.
+func TestEvictingADeviceASessionLeftKeepsTheSession(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, nil)
+	a.createUser(map[string]any{"username": "ivo", "password": "ivo-password", "plan": map[string]any{"name": "two", "device_count": 2}})
+	rt := a.login("ivo", "ivo-password", map[string]string{"device_id": "old-id", "fcm_token": fcmToken("ivo-1")})["refresh_token"].(string)
+	a.clock.Advance(time.Minute)
+	r := a.refresh(rt, url.Values{"device_id": {"new-id"}, "fcm_token": {fcmToken("ivo-2")}})
+	if r.status != http.StatusOK {
+		t.Fatalf("refresh moving to new-id = %d %s", r.status, r.body)
+	}
+	rt = r.json(t)["refresh_token"].(string)
+	a.clock.Advance(time.Minute)
+	a.login("ivo", "ivo-password", map[string]string{"device_id": "tablet", "fcm_token": fcmToken("ivo-3")}) // evicts old-id
+	if r := a.refresh(rt, nil); r.status != http.StatusOK {
+		t.Errorf("refresh of the session now on new-id after old-id's eviction = %d %s, want 200", r.status, r.body)
+	}
+}

@@ -249,7 +249,9 @@ func (ix *indexer) run(ctx context.Context) {
 
 func (ix *indexer) ensureAll(ctx context.Context) error {
 	for _, f := range ix.ensure {
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		// Generous: an upgrade of a large store moves every document it
+		// must; a store that is down fails each command within seconds.
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 		err := f(cctx)
 		cancel()
 		if err != nil {

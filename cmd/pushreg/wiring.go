@@ -34,26 +34,28 @@ func (d deviceRegistry) TouchDevice(ctx context.Context, b auth.DeviceBinding) (
 	return d.store.Touch(ctx, toBinding(b))
 }
 
-func (d deviceRegistry) BindDevice(ctx context.Context, b auth.DeviceBinding) ([]string, error) {
+func (d deviceRegistry) BindDevice(ctx context.Context, b auth.DeviceBinding) ([]auth.Evicted, error) {
 	res, err := d.store.Bind(ctx, toBinding(b))
-	evicted := make([]string, 0, len(res.Evicted))
-	for _, dev := range res.Evicted {
-		evicted = append(evicted, dev.SessionID)
-	}
-	return evicted, err
+	return evictedOf(res), err
 }
 
-func (d deviceRegistry) BindDevices(ctx context.Context, bs []auth.DeviceBinding) ([]string, error) {
+func evictedOf(res registry.BindResult) []auth.Evicted {
+	var out []auth.Evicted
+	for _, dev := range res.Evicted {
+		out = append(out, auth.Evicted{DeviceID: dev.DeviceID, SessionID: dev.SessionID})
+	}
+	return out
+}
+
+func (d deviceRegistry) BindDevices(ctx context.Context, bs []auth.DeviceBinding) ([]auth.Evicted, error) {
 	rb := make([]registry.Binding, len(bs))
 	for i, b := range bs {
 		rb[i] = toBinding(b)
 	}
 	res, err := d.store.BindMany(ctx, rb)
-	var evicted []string
+	var evicted []auth.Evicted
 	for _, r := range res {
-		for _, dev := range r.Evicted {
-			evicted = append(evicted, dev.SessionID)
-		}
+		evicted = append(evicted, evictedOf(r)...)
 	}
 	return evicted, err
 }
