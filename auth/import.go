@@ -264,14 +264,7 @@ func (im *importer) createAll(ctx context.Context, batch []*importing) ([]*impor
 	users := make([]*User, len(batch))
 	keys := make([]any, len(batch))
 	for i, p := range batch {
-		u := &User{ID: randomID(12), Username: p.in.Username, UsernameKey: strings.ToLower(p.in.Username),
-			PasswordHash: p.in.PasswordHash, Roles: p.in.Roles, CreatedAt: now, UpdatedAt: now, Keyed: true}
-		if u.Roles == nil {
-			u.Roles = []string{RoleUser}
-		}
-		if p.in.Email != nil {
-			u.Email, u.EmailKey = *p.in.Email, strings.ToLower(*p.in.Email)
-		}
+		u := newImportedUser(p, now)
 		users[i] = u
 		keys[i] = keyDoc{ID: loginKey("u", u.Username), UserID: u.ID}
 	}
@@ -372,9 +365,9 @@ func (im *importer) update(ctx context.Context, p *importing) error {
 	return nil
 }
 
-// createOne creates a user whose username key names no user.
-func (im *importer) createOne(ctx context.Context, p *importing) error {
-	now := im.s.users.now()
+// newImportedUser is the user a line creates, with roles ["user"] unless
+// the line names others.
+func newImportedUser(p *importing, now time.Time) *User {
 	u := &User{ID: randomID(12), Username: p.in.Username, UsernameKey: strings.ToLower(p.in.Username),
 		PasswordHash: p.in.PasswordHash, Roles: p.in.Roles, CreatedAt: now, UpdatedAt: now, Keyed: true}
 	if u.Roles == nil {
@@ -383,6 +376,12 @@ func (im *importer) createOne(ctx context.Context, p *importing) error {
 	if p.in.Email != nil {
 		u.Email, u.EmailKey = *p.in.Email, strings.ToLower(*p.in.Email)
 	}
+	return u
+}
+
+// createOne creates a user whose username key names no user.
+func (im *importer) createOne(ctx context.Context, p *importing) error {
+	u := newImportedUser(p, im.s.users.now())
 	if err := im.s.users.insert(ctx, u); err != nil {
 		return im.lineOrFatal(p, err)
 	}
