@@ -361,6 +361,18 @@ func (us *users) byID(ctx context.Context, id string) (*User, error) {
 }
 
 func (us *users) existing(ctx context.Context, ids []string) (map[string]bool, error) {
+	if len(ids) == 1 {
+		// A push to one user (the common case) asks by _id alone, the one
+		// filter the embedded store does not answer by reading every user.
+		_, err := us.byID(ctx, ids[0])
+		if errors.Is(err, ErrNotFound) {
+			return map[string]bool{}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return map[string]bool{ids[0]: true}, nil
+	}
 	cur, err := us.coll.Find(ctx, bson.M{"_id": bson.M{"$in": ids}}, options.Find().SetProjection(bson.M{"_id": 1}))
 	if err != nil {
 		return nil, fmt.Errorf("auth: find users: %w", mongodb.Wrap(err))
